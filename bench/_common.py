@@ -1,0 +1,49 @@
+"""Shared helpers for the benchmarks: make generated models once, measure child processes."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.support.gguf_factory import ModelShape, write_model  # noqa: E402
+
+FTYPES = {"Q8_0": 7, "Q6_K": 18, "Q5_K_M": 17, "Q4_K_M": 15, "Q4_0": 2, "Q2_K": 10}
+
+
+def bench_dir() -> Path:
+    path = Path(os.environ.get("QUANTDESK_BENCH_DIR", "/tmp/quantdesk-bench"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def f16_model(shape: ModelShape) -> Path:
+    path = bench_dir() / f"{shape.name}-F16.gguf"
+    if not path.exists():
+        write_model(path.with_suffix(".tmp"), shape, "F16")
+        path.with_suffix(".tmp").rename(path)
+    return path
+
+
+def quantized_model(shape: ModelShape, quant: str) -> Path:
+    """Quantized in-process with llama.cpp's own quantizer (the reference path)."""
+    if quant == "F16":
+        return f16_model(shape)
+    path = bench_dir() / f"{shape.name}-{quant}.gguf"
+    if not path.exists():
+        import llama_cpp
+
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = FTYPES[quant]
+        params.nthread = os.cpu_count() or 2
+        tmp = path.with_suffix(".tmp")
+        rc = llama_cpp.llama_model_quantize(str(f16_model(shape)).encode(), str(tmp).encode(), ctypes.byref(params))
+        if rc != 0:
+            raise RuntimeError(f"quantize {quant} failed ({rc})")
+        tmp.rename(path)
+    return path

@@ -1,0 +1,3 @@
+from quantdesk.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""``quantdesk <verb>``: every capability of the app, headless, on the same core.
+
+With no verb the desktop app starts. ``--json`` output follows the documented contract; errors
+exit non-zero with one sentence on stderr (a traceback only with ``--debug``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable
+
+from quantdesk import __version__
+from quantdesk.core.errors import QuantDeskError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hardware", metavar="FILE|PRESET",
+                   help="plan for simulated hardware: a JSON file in the `hw --json` schema or a preset name")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="quantdesk", description="Get a local LLM running on this machine.")
+    parser.add_argument("--version", action="version", version=f"quantdesk {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    from quantdesk.cli_verbs import register_all
+
+    register_all(sub, _add_common)
+    return parser
+
+
+def emit_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        return gui_main()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except QuantDeskError as exc:
+        print(f"quantdesk: error: {exc}", file=sys.stderr)
+        if getattr(args, "debug", False):
+            raise
+        return 1
+    except KeyboardInterrupt:
+        print("quantdesk: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if getattr(args, "debug", False):
+            raise
+        print(f"quantdesk: unexpected error: {type(exc).__name__}: {exc} (run with --debug for details)",
+              file=sys.stderr)
+        return 1
+
+
+def gui_main(argv: list[str] | None = None) -> int:
+    try:
+        from quantdesk.gui.app import run_app
+    except ImportError as exc:
+        print(f"quantdesk: the desktop app cannot start: {exc}", file=sys.stderr)
+        return 1
+    return run_app(argv or [])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

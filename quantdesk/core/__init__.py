@@ -1,0 +1,1 @@
+"""Qt-free core of QuantDesk. Nothing in this package may import PySide6."""

@@ -1,0 +1,126 @@
+"""The Hugging Face Hub as QuantDesk sees it: GGUF files per repo, grouped and labelled.
+
+All calls go through the real ``huggingface_hub`` client; the endpoint follows ``HF_ENDPOINT``
+at call time (tests and mirrors point it elsewhere), the token comes from ``tokens.hub_token``.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from quantdesk.core.errors import QuantDeskError
+from quantdesk.core.model_info import SPLIT_RE
+from quantdesk.core.quants import quant_from_filename
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+
+
+def hub_endpoint() -> str:
+    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def hub_token() -> str | None:
+    """HF_TOKEN, else the token saved by the huggingface_hub login, else the app's keyring entry."""
+    from quantdesk.core.tokens import hub_token as _token
+
+    return _token()
+
+
+@dataclass(frozen=True)
+class RepoFilePart:
+    path: str
+    size: int
+    sha256: str | None
+
+
+@dataclass
+class RepoGGUF:
+    """One model file as a user sees it: a single .gguf or all parts of a split one."""
+
+    name: str
+    quant: str | None
+    parts: list[RepoFilePart] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return sum(p.size for p in self.parts)
+
+    @property
+    def first(self) -> str:
+        return self.parts[0].path
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "quant": self.quant, "size": self.size,
+                "parts": [{"path": p.path, "size": p.size, "sha256": p.sha256} for p in self.parts]}
+
+
+_SAFE_PART = re.compile(r"^[A-Za-z0-9._\-+=@ ()\[\],]+$")
+
+
+def check_repo_path(path: str) -> str:
+    """Refuse a repo file name that could escape the library folder."""
+    if (not path or "\\" in path or "\x00" in path or path.startswith(("/", "~")) or ":" in path
+            or posixpath.isabs(path)):
+        raise QuantDeskError(f"refusing unsafe file name from the hub: {path!r}")
+    for part in path.split("/"):
+        if part in ("", ".", "..") or not _SAFE_PART.match(part):
+            raise QuantDeskError(f"refusing unsafe file name from the hub: {path!r}")
+    return path
+
+
+def group_gguf_files(files: list[RepoFilePart]) -> list[RepoGGUF]:
+    """Group split parts into one entry per model file; skip non-GGUF files."""
+    groups: dict[str, RepoGGUF] = {}
+    for f in sorted(files, key=lambda f: f.path):
+        if not f.path.lower().endswith(".gguf"):
+            continue
+        match = SPLIT_RE.match(posixpath.basename(f.path))
+        key = posixpath.join(posixpath.dirname(f.path), match["base"]) if match else f.path
+        name = posixpath.basename(key if match else f.path)
+        groups.setdefault(key, RepoGGUF(name=name, quant=quant_from_filename(f.path))).parts.append(f)
+    return [g for g in groups.values() if not _incomplete_split(g)]
+
+
+def _incomplete_split(g: RepoGGUF) -> bool:
+    match = SPLIT_RE.match(posixpath.basename(g.first))
+    return bool(match) and len(g.parts) != int(match["count"])
+
+
+def _api():
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=hub_endpoint(), token=hub_token())
+
+
+def translate_hub_error(exc: Exception, what: str) -> QuantDeskError:
+    """One sentence with the next step for each way the hub can say no."""
+    from huggingface_hub import errors
+
+    if isinstance(exc, errors.GatedRepoError):
+        return QuantDeskError(f"{what} is gated: accept its terms on the hub and set a token (HF_TOKEN or Settings)")
+    if isinstance(exc, errors.RepositoryNotFoundError):
+        return QuantDeskError(f"{what} was not found on the hub (or is private and needs a token)")
+    if isinstance(exc, errors.RevisionNotFoundError):
+        return QuantDeskError(f"{what}: that revision does not exist")
+    if isinstance(exc, errors.EntryNotFoundError):
+        return QuantDeskError(f"{what}: file not found in the repository")
+    return QuantDeskError(f"cannot reach the hub at {hub_endpoint()} for {what}: {exc}")
+
+
+def list_repo_ggufs(repo_id: str, revision: str | None = None) -> list[RepoGGUF]:
+    """Every GGUF model file of a repo with sizes and the LFS SHA-256 the hub publishes."""
+    try:
+        info = _api().model_info(repo_id, revision=revision, files_metadata=True)
+    except Exception as exc:
+        raise translate_hub_error(exc, repo_id) from None
+    parts = []
+    for s in info.siblings or []:
+        lfs = s.lfs
+        sha = lfs.sha256 if lfs is not None else None
+        size = s.size if s.size is not None else (lfs.size if lfs is not None else 0)
+        parts.append(RepoFilePart(path=s.rfilename, size=int(size or 0), sha256=sha))
+    return group_gguf_files(parts)

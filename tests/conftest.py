@@ -1,0 +1,57 @@
+"""Test-wide isolation: every test gets its own data folder and never reaches a real hub."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["HF_HUB_DISABLE_XET"] = "1"
+os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
+os.environ.pop("QUANTDESK_HARDWARE", None)
+os.environ.pop("HF_TOKEN", None)
+
+import pytest  # noqa: E402
+
+from tests.support import gguf_factory as factory  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    home = tmp_path / "qd-home"
+    monkeypatch.setenv("QUANTDESK_HOME", str(home))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
+    yield home
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(models_dir):
+    """A real, loadable F16 llama model with random weights (~3 MB)."""
+    return factory.write_model(models_dir / "tiny-F16.gguf", factory.TINY, "F16")
+
+
+@pytest.fixture(scope="session")
+def small_model(models_dir):
+    return factory.write_model(models_dir / "small-F16.gguf", factory.SMALL, "F16", seed=1)
+
+
+@pytest.fixture(scope="session")
+def llama8b_q4(models_dir):
+    """A header-only Llama-3-8B-shaped Q4_K_M file: real header, sparse 4.6 GiB body."""
+    return factory.write_header_only(models_dir / "Llama-3-8B-shaped-Q4_K_M.gguf", factory.LLAMA3_8B, "Q4_K_M")
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    """A running fake hub; HF_ENDPOINT points at it for in-process code and child processes."""
+    from tests.support.fake_hub import FakeHub
+
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        yield hub
