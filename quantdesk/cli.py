@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         return gui_main()
+    if argv[0] == "gui" and not {"-h", "--help"} & set(argv[1:]):
+        return gui_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

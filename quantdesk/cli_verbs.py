@@ -74,3 +74,6 @@ def register_all(sub: argparse._SubParsersAction, add_common: Callable[[argparse
     p.add_argument("--kv-type", default="f16", choices=["f16", "q8_0", "q4_0"], help="KV cache type")
     add_common(p)
     p.set_defaults(func=cmd_plan)
+
+    # `quantdesk gui ...` is handed to the app's own parser (see cli.main); listed here for --help
+    sub.add_parser("gui", help="start the desktop app; --screenshot PATH [--page NAME] renders a page offscreen")

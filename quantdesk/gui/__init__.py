@@ -1,0 +1,1 @@
+"""The desktop app: thin Qt adapters over ``quantdesk.core``."""

@@ -1,0 +1,49 @@
+"""Run core work off the GUI thread and hand the result back as a signal."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from quantdesk.core.errors import QuantDeskError
+
+
+class _Signals(QObject):
+    done = Signal(object)
+    failed = Signal(str)
+
+
+class Job(QRunnable):
+    """One call of ``fn`` on the global thread pool; exactly one of done/failed is emitted."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        super().__init__()
+        self.fn = fn
+        self.signals = _Signals()
+
+    def run(self) -> None:
+        try:
+            result = self.fn()
+        except QuantDeskError as exc:
+            self.signals.failed.emit(str(exc))
+        except Exception as exc:  # noqa: BLE001 - reaches the user as a sentence, not a crash
+            self.signals.failed.emit(f"Unexpected error: {type(exc).__name__}: {exc}")
+        else:
+            self.signals.done.emit(result)
+
+
+_running: set[Job] = set()  # keeps each job's signal object alive until its result is delivered
+
+
+def run_in_background(fn: Callable[[], Any], on_done: Callable[[Any], None],
+                      on_failed: Callable[[str], None]) -> Job:
+    job = Job(fn)
+    job.setAutoDelete(False)
+    job.signals.done.connect(on_done)
+    job.signals.failed.connect(on_failed)
+    job.signals.done.connect(lambda _: _running.discard(job))
+    job.signals.failed.connect(lambda _: _running.discard(job))
+    _running.add(job)
+    QThreadPool.globalInstance().start(job)
+    return job
