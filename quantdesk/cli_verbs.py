@@ -75,5 +75,9 @@ def register_all(sub: argparse._SubParsersAction, add_common: Callable[[argparse
     add_common(p)
     p.set_defaults(func=cmd_plan)
 
+    from quantdesk.cli_library import register as register_library
+
+    register_library(sub, add_common)
+
     # `quantdesk gui ...` is handed to the app's own parser (see cli.main); listed here for --help
     sub.add_parser("gui", help="start the desktop app; --screenshot PATH [--page NAME] renders a page offscreen")

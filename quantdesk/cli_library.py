@@ -1,0 +1,184 @@
+"""CLI verbs for the hub and the library: download, list, verify, rm, import."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Callable
+
+from quantdesk.cli import emit_json
+from quantdesk.core.errors import QuantDeskError
+from quantdesk.core.hub import RepoGGUF, list_repo_ggufs
+from quantdesk.core.units import fmt_bytes
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+
+    def update(self, event) -> None:
+        now = time.monotonic()
+        if event.state == "downloading" and now - self.last < (0.1 if self.tty else 2.0) and event.done < event.total:
+            return
+        self.last = now
+        frac = event.done / event.total if event.total else 1.0
+        bar = "#" * int(30 * frac)
+        eta = f" ETA {event.eta:.0f}s" if event.eta else ""
+        speed = f" {event.speed / 2**20:.1f} MiB/s" if event.speed else ""
+        text = (f"{event.state:11} {event.file[:40]:40} [{bar:30}] {frac:6.1%} "
+                f"{fmt_bytes(event.done)}/{fmt_bytes(event.total)}{speed}{eta} {event.message}")
+        sys.stderr.write(("\r" + text.ljust(120)) if self.tty else text + "\n")
+        if self.tty and event.state in ("done", "verifying", "retrying"):
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def choose_entry(repo_id: str, entries: list[RepoGGUF], quant: str | None, best: bool, ctx: int | None,
+                 hardware: str | None) -> RepoGGUF:
+    if best:
+        from quantdesk.core.hardware import resolve_hardware
+        from quantdesk.core.plan_service import plan_repo
+
+        result = plan_repo(repo_id, resolve_hardware(hardware), ctx=ctx)
+        rec = result.recommended
+        if rec is None:
+            raise QuantDeskError(f"no file of {repo_id} runs on this machine at {result.ctx} tokens of context")
+        print(f"{rec.quant}: {rec.reason}", file=sys.stderr)
+        return next(e for e in entries if e.first == rec.file)
+    if quant:
+        matches = [e for e in entries if (e.quant or "").upper() == quant.upper()]
+        if not matches:
+            raise QuantDeskError(f"{repo_id} has no {quant.upper()} file; it has: "
+                                 + ", ".join(sorted({e.quant or e.name for e in entries})))
+        return matches[0]
+    if len(entries) == 1:
+        return entries[0]
+    raise QuantDeskError(f"{repo_id} has {len(entries)} GGUF files; choose one with --quant "
+                         f"({', '.join(sorted({e.quant or e.name for e in entries}))}) or --best")
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from quantdesk.core.downloader import DownloadEvent, download_model
+    from quantdesk.core.library import Library
+
+    entries = list_repo_ggufs(args.repo, args.revision)
+    if not entries:
+        raise QuantDeskError(f"{args.repo} has no GGUF files")
+    entry = choose_entry(args.repo, entries, args.quant, args.best, args.ctx, args.hardware)
+    bar = ProgressBar()
+    results = []
+    for item in download_model(args.repo, entry, args.revision):
+        if isinstance(item, DownloadEvent):
+            bar.update(item)
+        else:
+            results = item
+    files = [{"path": str(r.path), "size": r.size, "sha256": r.sha256} for r in results]
+    model = Library().add(files=files, source="downloaded", repo=args.repo, quant=entry.quant)
+    if args.json:
+        emit_json({"files": [dict(f, verified=True) for f in files], "name": model.name})
+    else:
+        print(f"{model.name}: {fmt_bytes(model.size)} verified (sha256 {model.sha256[:16]}…) and added to the library")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from quantdesk.core.library import Library
+
+    models = Library().models()
+    if args.json:
+        emit_json([m.to_json() for m in models])
+        return 0
+    if not models:
+        print("The library is empty: `quantdesk download REPO --best` or `quantdesk import PATH`.")
+        return 0
+    for m in models:
+        verified = time.strftime("%Y-%m-%d %H:%M", time.localtime(m.verified_at)) if m.verified_at else "never"
+        print(f"{m.name:50} {m.quant or '?':8} {fmt_bytes(m.size):>10} {m.source:10} {m.repo or '-':40} "
+              f"verified {verified}")
+    print(f"{len(models)} models, {fmt_bytes(sum(m.size for m in models))} on disk")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from quantdesk.core.library import Library
+
+    model, problems = Library().verify(args.model)
+    if args.json:
+        emit_json({"name": model.name, "ok": not problems, "problems": problems})
+    elif not problems:
+        print(f"{model.name}: all {len(model.files)} file(s) match their recorded SHA-256")
+    for p in problems:
+        print(f"quantdesk: {p}", file=sys.stderr)
+    return 0 if not problems else 1
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    from quantdesk.core.library import Library
+
+    model = Library().remove(args.model, delete_files=not args.keep_files)
+    print(f"removed {model.name}" + (" (files kept: imported or --keep-files)"
+                                     if args.keep_files or model.source == "imported" else ""))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from quantdesk.core.library import Library
+
+    root = Path(args.path).expanduser()
+    paths = sorted(root.rglob("*.gguf")) if root.is_dir() else [root]
+    library, added, failed = Library(), [], []
+    seen = set()
+    for path in paths:
+        if path in seen:
+            continue
+        try:
+            model = library.import_file(path)
+        except QuantDeskError as exc:
+            failed.append(f"{path}: {exc}")
+            continue
+        seen.update(Path(f["path"]) for f in model.files)
+        added.append(model)
+    if args.json:
+        emit_json({"imported": [m.to_json() for m in added], "failed": failed})
+    else:
+        for m in added:
+            print(f"imported {m.name} ({m.quant}, {fmt_bytes(m.size)})")
+    for f in failed:
+        print(f"quantdesk: not imported: {f}", file=sys.stderr)
+    if not added and failed:
+        return 1
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser("download", help="download a verified GGUF from the hub into the library")
+    p.add_argument("repo")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--quant", help="quant label, e.g. Q4_K_M")
+    group.add_argument("--best", action="store_true", help="the planner's recommendation for this machine")
+    p.add_argument("--ctx", type=int, default=None)
+    p.add_argument("--revision", default=None)
+    add_common(p)
+    p.set_defaults(func=cmd_download)
+    p = sub.add_parser("list", help="installed models")
+    add_common(p)
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("verify", help="re-hash a library model against its recorded SHA-256")
+    p.add_argument("model")
+    add_common(p)
+    p.set_defaults(func=cmd_verify)
+    p = sub.add_parser("rm", help="remove a model from the library (and its files, unless imported)")
+    p.add_argument("model")
+    p.add_argument("--keep-files", action="store_true")
+    add_common(p)
+    p.set_defaults(func=cmd_rm)
+    p = sub.add_parser("import", help="register existing GGUF files (a file or a folder) without copying")
+    p.add_argument("path")
+    add_common(p)
+    p.set_defaults(func=cmd_import)
