@@ -1,0 +1,75 @@
+"""Download throughput: our verified download vs a plain streamed download, same fake hub, same run.
+
+A 1 GB file is served by the fake hub on 127.0.0.1. The reference streams it with the same
+``huggingface_hub`` session to a file without hashing; ours is ``download_model`` (SHA-256 while
+streaming on a writer thread, fsync, verify, move). Target: ours >= 0.95 of the plain speed.
+
+    python bench/download.py [--size-mb 1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import _common  # noqa: F401 - sets sys.path
+
+from tests.support.fake_hub import FakeHub
+
+
+def plain_download(url: str, dest: Path) -> None:
+    from huggingface_hub import get_session
+
+    with get_session().stream("GET", url, follow_redirects=True) as response, dest.open("wb") as fh:
+        response.raise_for_status()
+        for chunk in response.iter_bytes(1 << 20):
+            fh.write(chunk)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=1024)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="qd-dl-bench-"))
+    src = work / "Big-Q4_K_M.gguf"
+    with src.open("wb") as fh:
+        block = os.urandom(1 << 20)
+        for _ in range(args.size_mb):
+            fh.write(block)
+    os.environ["QUANTDESK_HOME"] = str(work / "home")
+    with FakeHub() as hub:
+        hub.add_repo("bench/Big-GGUF", {src.name: src})
+        os.environ["HF_ENDPOINT"] = hub.endpoint
+        from quantdesk.core.downloader import download_model
+        from quantdesk.core.hub import list_repo_ggufs
+
+        (entry,) = list_repo_ggufs("bench/Big-GGUF")
+        rows = []
+        for run in range(2):  # alternate to even out page-cache effects
+            t0 = time.perf_counter()
+            plain_download(hub.resolve_url("bench/Big-GGUF", src.name), work / f"plain{run}.bin")
+            plain = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for item in download_model("bench/Big-GGUF", entry):
+                pass
+            ours = time.perf_counter() - t0
+            for p in (work / "home" / "models").rglob("*.gguf"):
+                p.unlink()
+            (work / f"plain{run}.bin").unlink()
+            rows.append((plain, ours))
+    size = args.size_mb * 2**20
+    print(f"# {args.size_mb} MiB from the fake hub on 127.0.0.1")
+    print(f"{'run':>3} {'plain s':>8} {'plain MB/s':>10} {'ours s':>8} {'ours MB/s':>10} {'ratio':>6}")
+    for i, (plain, ours) in enumerate(rows):
+        print(f"{i:>3} {plain:>8.2f} {size / plain / 1e6:>10.0f} {ours:>8.2f} {size / ours / 1e6:>10.0f} {plain / ours:>6.2f}")
+    src.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
