@@ -75,8 +75,10 @@ def register_all(sub: argparse._SubParsersAction, add_common: Callable[[argparse
     add_common(p)
     p.set_defaults(func=cmd_plan)
 
+    from quantdesk.cli_catalog import register as register_catalog
     from quantdesk.cli_library import register as register_library
 
+    register_catalog(sub, add_common)
     register_library(sub, add_common)
 
     # `quantdesk gui ...` is handed to the app's own parser (see cli.main); listed here for --help

@@ -124,3 +124,45 @@ def list_repo_ggufs(repo_id: str, revision: str | None = None) -> list[RepoGGUF]
         size = s.size if s.size is not None else (lfs.size if lfs is not None else 0)
         parts.append(RepoFilePart(path=s.rfilename, size=int(size or 0), sha256=sha))
     return group_gguf_files(parts)
+
+
+# Organisations whose files are the model's own or come from quantizers the community relies on;
+# shown as a badge so "download from verified sources" is visible rather than assumed.
+KNOWN_QUANTIZERS = frozenset({"bartowski", "unsloth", "lmstudio-community", "QuantFactory", "mradermacher",
+                              "TheBloke", "MaziyarPanahi", "ggml-org", "second-state", "NousResearch"})
+MODEL_ORGS = frozenset({"meta-llama", "Qwen", "google", "microsoft", "mistralai", "deepseek-ai", "ibm-granite",
+                        "allenai", "HuggingFaceTB", "tiiuae", "openai", "nvidia", "CohereForAI", "THUDM"})
+SORTS = {"downloads": "downloads", "likes": "likes", "recent": "lastModified", "trending": "trending_score"}
+
+
+def publisher_kind(repo_id: str) -> str | None:
+    owner = repo_id.split("/", 1)[0]
+    if owner in MODEL_ORGS:
+        return "model author"
+    if owner in KNOWN_QUANTIZERS:
+        return "known quantizer"
+    return None
+
+
+@dataclass
+class RepoSummary:
+    repo_id: str
+    downloads: int
+    likes: int
+    last_modified: str | None
+    publisher: str | None
+    gated: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"repo": self.repo_id, "downloads": self.downloads, "likes": self.likes,
+                "last_modified": self.last_modified, "publisher": self.publisher, "gated": self.gated}
+
+
+def search_gguf_repos(text: str, sort: str = "downloads", limit: int = 20) -> list[RepoSummary]:
+    try:
+        models = list(_api().list_models(search=text or None, filter="gguf", sort=SORTS.get(sort, sort), limit=limit))
+    except Exception as exc:
+        raise translate_hub_error(exc, f"search '{text}'") from None
+    return [RepoSummary(m.id, int(m.downloads or 0), int(m.likes or 0),
+                        m.last_modified.isoformat() if getattr(m, "last_modified", None) else None,
+                        publisher_kind(m.id), bool(getattr(m, "gated", False))) for m in models]

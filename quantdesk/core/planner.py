@@ -31,6 +31,9 @@ USABLE_TOKENS_PER_S = 5.0
 GPU_BANDWIDTH_EFFICIENCY = 0.75
 CPU_BANDWIDTH_EFFICIENCY = 0.6
 DEFAULT_RAM_BANDWIDTH = 40e9
+# CPU generation is often compute-bound rather than memory-bound on few cores: measured here
+# (bench/plan_accuracy.py, AVX2, 2 cores) about 15 GFLOP/s per core for quantized matrix-vector work.
+CPU_FLOPS_PER_CORE = 15e9
 VERDICTS = ("full_gpu", "partial", "cpu_only", "no_fit")
 
 
@@ -86,6 +89,7 @@ class Budget:
     unified: bool
     gpu_bandwidth: float | None
     ram_bandwidth: float
+    cpu_cores: int = 4
 
     @classmethod
     def of(cls, hw: Hardware) -> "Budget":
@@ -96,7 +100,7 @@ class Budget:
         return cls(vram=vram, ram=ram, vendor=gpus[0].vendor if gpus else None,
                    unified=any(g.unified_memory for g in gpus),
                    gpu_bandwidth=float(min(bandwidths)) if bandwidths else (300e9 if gpus else None),
-                   ram_bandwidth=float(hw.ram_bandwidth or DEFAULT_RAM_BANDWIDTH))
+                   ram_bandwidth=float(hw.ram_bandwidth or DEFAULT_RAM_BANDWIDTH), cpu_cores=hw.cpu.cores)
 
     def fits(self, m: Memory) -> bool:
         if self.unified:  # one pool: GPU buffers come out of the same RAM
@@ -168,7 +172,10 @@ def tokens_per_second(model: ModelInfo, m: Memory, budget: Budget) -> float:
         active = model.n_expert_used / model.n_expert
     cpu_bytes = max(0, m.weights_cpu - embd) * active + m.kv_cpu / 2
     gpu_bytes = m.weights_gpu * active + m.kv_gpu / 2
-    seconds = cpu_bytes / (budget.ram_bandwidth * CPU_BANDWIDTH_EFFICIENCY)
+    cpu_params = sum(t.n_elements for t in model.tensors if t.name != "token_embd.weight") * active
+    cpu_params *= (max(0, m.weights_cpu - embd) / max(1, model.weight_bytes - embd))
+    seconds = max(cpu_bytes / (budget.ram_bandwidth * CPU_BANDWIDTH_EFFICIENCY),
+                  2 * cpu_params / (budget.cpu_cores * CPU_FLOPS_PER_CORE))
     if gpu_bytes and budget.gpu_bandwidth:
         seconds += gpu_bytes / (budget.gpu_bandwidth * GPU_BANDWIDTH_EFFICIENCY)
     return 1.0 / seconds if seconds > 0 else 0.0

@@ -205,3 +205,30 @@ def _infos(w: GGUFWriter):
 
 def scaled(shape: ModelShape, **changes) -> ModelShape:
     return replace(shape, **changes)
+
+
+def header_only_bytes(tmp_dir: str | os.PathLike, shape: ModelShape, quant: str) -> tuple[bytes, int]:
+    """Just the header bytes of a ``shape`` x ``quant`` model, and the full size the model would have.
+
+    A fake hub can serve these bytes while advertising the full size (its ``wrong_size`` switch):
+    remote planning reads only the header, and no test hashes gigabytes of sparse zeros.
+    """
+    path = write_header_only(Path(tmp_dir) / f"{shape.name}-{quant}.gguf", shape, quant)
+    full = path.stat().st_size
+    from quantdesk.core.gguf_reader import read_header
+
+    header = read_header(path).header_size
+    with path.open("rb") as fh:  # enough for the reader's geometric growth (x4) past the header
+        data = fh.read(min(full, 4 * header + (1 << 20)))
+    path.unlink()
+    return data, full
+
+
+def add_header_only_repo(hub, repo_id: str, tmp_dir, files: dict[str, tuple[ModelShape, str]], **repo_kwargs) -> None:
+    """A fake-hub repo of real-shaped models whose bodies are never served (nor hashed)."""
+    content, sizes = {}, {}
+    for name, (shape, quant) in files.items():
+        content[name], sizes[name] = header_only_bytes(tmp_dir, shape, quant)
+    hub.add_repo(repo_id, content, **repo_kwargs)
+    for name, size in sizes.items():
+        hub.set_fault(repo_id, name, wrong_size=size)
