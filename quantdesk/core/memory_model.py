@@ -29,9 +29,16 @@ REPACK_ROW_MULTIPLE = 8
 # interpreter, numpy, llama-cpp-python and libllama with its CPU backend (measured: 49-57 MiB;
 # bench/plan_accuracy.py reports the measured figure alongside the prediction).
 PROCESS_BASE_RAM = 56 * MiB
-# What a GPU backend costs before any tensor: CUDA context, cuBLAS workspace and the pool
-# (a few hundred MiB that only a real GPU shows; Ollama reserves 457 MiB, gguf-parser 250 MiB).
-GPU_RUNTIME_OVERHEAD = {"nvidia": 420 * MiB, "amd": 420 * MiB, "apple": 256 * MiB, "intel": 320 * MiB, "other": 400 * MiB}
+# What a GPU backend costs before any tensor: CUDA context, cuBLAS workspace and the pool.
+# Measured on an H100 with a CUDA build (docs/vram-h100.md): 598-615 MiB with quantized weights,
+# ~96 MiB more when float matrices are offloaded (cuBLAS on the float path); a bare CUDA context
+# alone is 518 MiB. Others are peers' reserves (Ollama: 457 MiB ROCm, 512 MiB Metal), unmeasured here.
+GPU_RUNTIME_OVERHEAD = {"nvidia": 600 * MiB, "amd": 600 * MiB, "apple": 512 * MiB, "intel": 512 * MiB, "other": 600 * MiB}
+GPU_FLOAT_MATMUL_EXTRA = 96 * MiB
+# Host memory a GPU build's process holds beyond the CPU-only base (driver and runtime libraries,
+# pinned staging): measured 330 MiB with quantized weights, 400 MiB with float weights on the GPU.
+GPU_HOST_OVERHEAD, GPU_HOST_FLOAT_EXTRA = 330 * MiB, 70 * MiB
+_FLOAT_TYPES = frozenset({Q.F32, Q.F16, Q.BF16})
 
 
 @dataclass(frozen=True)
@@ -139,9 +146,7 @@ def placement_memory(model: ModelInfo, s: RunSettings, gpu_layers: int, gpu_vend
     m = Memory(overhead_cpu=PROCESS_BASE_RAM)
     span_lo, span_hi = None, 0
     for t in model.tensors:
-        layer = layer_of(t.name)
-        on_gpu = (layer >= first_gpu) if layer is not None else (head_on_gpu and t.name != "token_embd.weight")
-        if on_gpu:
+        if _on_gpu(t.name, first_gpu, head_on_gpu):
             m.weights_gpu += t.n_bytes
         elif not gpu_vendor and _repackable(t, s):
             m.repack_cpu += t.n_bytes  # the mapped pages stay resident as well (counted in the span)
@@ -157,16 +162,30 @@ def placement_memory(model: ModelInfo, s: RunSettings, gpu_layers: int, gpu_vend
     kv = kv_cache_per_layer(model, s)
     m.kv_gpu = sum(kv[first_gpu:]) if gpu_vendor else 0
     m.kv_cpu = sum(kv) - m.kv_gpu
-    if gpu_vendor and (head_on_gpu or first_gpu < n):
-        m.compute_gpu = compute_buffer(model, s, with_logits=head_on_gpu)
-        # pinned host buffers keep the input embeddings, the output, and the CPU layers' scratch
-        m.compute_cpu = output_buffer(model) + int(4 * s.n_ubatch * model.n_embd * 2)
-        m.overhead_gpu = GPU_RUNTIME_OVERHEAD.get(gpu_vendor, 400 * MiB)
-    else:
+    if not gpu_vendor:
         m.compute_cpu = compute_buffer(model, s) + output_buffer(model)
-        if gpu_vendor:  # a GPU build initialises its device even with no layer offloaded
-            m.overhead_gpu = GPU_RUNTIME_OVERHEAD.get(gpu_vendor, 400 * MiB) // 2
+        return m
+    float_on_gpu = any(t.type_id in _FLOAT_TYPES and len(t.shape) == 2 and _on_gpu(t.name, first_gpu, head_on_gpu)
+                       for t in model.tensors)
+    m.overhead_gpu = GPU_RUNTIME_OVERHEAD.get(gpu_vendor, GPU_RUNTIME_OVERHEAD["other"])
+    m.overhead_gpu += GPU_FLOAT_MATMUL_EXTRA if float_on_gpu else 0
+    m.overhead_cpu += GPU_HOST_OVERHEAD + (GPU_HOST_FLOAT_EXTRA if float_on_gpu else 0)
+    # pinned host buffers: the output, the input embeddings, the attention mask at full context
+    m.compute_cpu = output_buffer(model) + int(4 * s.n_ubatch * model.n_embd * 2) + 2 * s.n_ubatch * s.n_ctx_padded
+    if head_on_gpu or first_gpu < n:
+        m.compute_gpu = compute_buffer(model, s, with_logits=head_on_gpu)
+        if first_gpu > 0:  # partial offload: the GPU graph also holds a CPU layer's K and V
+            m.compute_gpu += max(kv[:first_gpu])
+    else:
+        # nothing offloaded, yet prompt batches run on the GPU (weights copied in per op)
+        output = model.tensor_bytes("output.weight") or model.tensor_bytes("token_embd.weight")
+        m.compute_gpu = compute_buffer(model, s) + output + max(kv, default=0)
     return m
+
+
+def _on_gpu(name: str, first_gpu: int, head_on_gpu: bool) -> bool:
+    layer = layer_of(name)
+    return layer >= first_gpu if layer is not None else (head_on_gpu and name != "token_embd.weight")
 
 
 def output_buffer(model: ModelInfo) -> int:
