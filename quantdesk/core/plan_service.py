@@ -40,6 +40,10 @@ def _finish(name: str, options: list[PlanOption], hw: Hardware, ctx: int | None,
     options.sort(key=lambda o: -o.size)
     effective = options[0].load_args["n_ctx"] if options else (ctx or 4096)
     recommend(options, effective)
+    trained = max((o.model.n_ctx_train for o in options if o.model and o.model.n_ctx_train), default=0)
+    if trained and effective > trained:
+        notes.append(f"{effective} tokens is more than the {trained} this model was trained for; "
+                     "expect worse answers past that point")
     if hw.gpus and not hw.gpu_offload_supported:
         notes.append("GPU found but this build is CPU-only: plans are for the CPU")
     return Plan(name, effective, kv_type, hw, options, notes)

@@ -127,3 +127,9 @@ def test_load_args_are_llama_kwargs(llama8b_q4):
     assert set(option.load_args) <= accepted
     assert option.load_args["type_k"] == option.load_args["type_v"] == 8
     assert option.load_args["flash_attn"] is True  # a quantized V cache needs flash attention
+
+
+def test_context_beyond_training_is_noted(llama8b_q4):
+    result = plan_local(llama8b_q4, load_hardware_spec("nvidia-24gb"), ctx=32768)
+    assert any("trained for" in n for n in result.notes)
+    assert not plan_local(llama8b_q4, load_hardware_spec("nvidia-24gb"), ctx=8192).notes
