@@ -43,37 +43,13 @@ from quantdesk.core.model_info import load_model_info
 from quantdesk.core.plan_service import plan_local
 from quantdesk.core.planner import load_args, settings_for
 from tests.support.gguf_factory import MEDIUM, WIDE, ModelShape
+from tests.support.llama_probe import CHILD  # verbose=1 for buffer sizes, hold=1 while NVML is read
 
 MiB = 1 << 20
 # A ~1B-parameter llama (TinyLlama-like widths) so the weights dominate as in real models.
 BIG = ModelShape(n_vocab=32000, n_embd=2048, n_layer=16, n_head=16, n_head_kv=8, n_ff=5632,
                  n_ctx_train=8192, name="big")
 SHAPES = {"medium": MEDIUM, "wide": WIDE, "big": BIG}
-
-CHILD = r"""
-import json, os, random, sys, time
-import llama_cpp
-path, args, n_gen = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
-t0 = time.perf_counter()
-llm = llama_cpp.Llama(path, verbose=True, **args)
-load_s = time.perf_counter() - t0
-random.seed(0)
-n_fill = args["n_ctx"] - n_gen - 1
-tokens = [llm.token_bos()] + [random.randrange(300, llm.n_vocab()) for _ in range(n_fill)]
-t0 = time.perf_counter()
-llm.eval(tokens)
-prompt_s = time.perf_counter() - t0
-t0 = time.perf_counter()
-for _ in range(n_gen):
-    llm.eval([llm.sample(temp=0.0)])
-gen_s = time.perf_counter() - t0
-status = {l.split(":")[0]: int(l.split()[1]) * 1024 for l in open("/proc/self/status")
-          if l.startswith(("VmHWM", "VmRSS", "RssAnon", "RssFile"))}
-sys.stdout.write(json.dumps({"status": status, "load_s": load_s, "prompt_tps": n_fill / prompt_s,
-                             "gen_tps": n_gen / gen_s}) + "\n")
-sys.stdout.flush()
-sys.stdin.readline()  # stay alive (memory held) until the parent has read NVML
-"""
 
 # A bare CUDA context, the floor under every GPU process: cudaFree(0) through the runtime
 # llama.cpp links against.
@@ -201,7 +177,7 @@ def measure_row(gpu: Gpu, hw, shape: ModelShape, quant: str, ctx: int, k: int) -
     mem, args = predict(path, ctx, k)
     # what the planner itself picks on this machine (full offload is expected on a big GPU)
     option = plan_local(path, hw, ctx=ctx).options[0]
-    result = run_child(gpu, CHILD, [str(path), json.dumps(args), "8"])
+    result = run_child(gpu, CHILD, [str(path), json.dumps(args), "8", "1", "1"])
     return {"key": row_key(shape.name, quant, ctx, k), "shape": shape.name, "quant": quant, "ctx": ctx,
             "k": k, "n_layer": shape.n_layer, "file": path.stat().st_size, "pred": mem.to_json(),
             "plan": {"gpu_layers": option.gpu_layers, "verdict": option.verdict, "vram": option.vram}, **result}

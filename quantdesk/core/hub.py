@@ -15,19 +15,13 @@ from typing import Any
 from quantdesk.core.errors import QuantDeskError
 from quantdesk.core.model_info import SPLIT_RE
 from quantdesk.core.quants import quant_from_filename
+from quantdesk.core.tokens import hub_token
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
 
 def hub_endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-
-
-def hub_token() -> str | None:
-    """HF_TOKEN, else the token saved by the huggingface_hub login, else the app's keyring entry."""
-    from quantdesk.core.tokens import hub_token as _token
-
-    return _token()
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from quantdesk.core.errors import QuantDeskError
 from quantdesk.core.hardware import Hardware
 from quantdesk.core.memory_model import KV_TYPE_BYTES, KV_TYPE_IDS, Memory, RunSettings, placement_memory
 from quantdesk.core.model_info import ModelInfo
@@ -115,7 +116,6 @@ def default_ctx(model: ModelInfo) -> int:
 def settings_for(model: ModelInfo, ctx: int | None, kv_type: str, repack: bool = True,
                  n_threads: int | None = None) -> RunSettings:
     if kv_type not in KV_TYPE_BYTES:
-        from quantdesk.core.errors import QuantDeskError
         raise QuantDeskError(f"unknown KV cache type '{kv_type}'; use one of f16, q8_0, q4_0")
     n_ctx = ctx or default_ctx(model)
     return RunSettings(n_ctx=max(256, n_ctx), kv_type=kv_type, flash_attn=True, repack=repack,

@@ -2,7 +2,9 @@
 
 The child loads with given ``llama_cpp.Llama`` keyword arguments, fills the context with a prompt
 (so the KV cache and compute buffer are really used), generates a few tokens and prints JSON with
-its /proc/self/status memory figures and speeds.
+its /proc/self/status memory figures and speeds. Optional arguments: ``verbose`` (1: llama.cpp logs
+its buffer sizes to stderr) and ``hold`` (1: keep the memory until a line arrives on stdin, so a
+parent can read GPU counters while it is held).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ CHILD = r"""
 import json, random, sys, time
 import llama_cpp
 path, args, n_gen = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+verbose, hold = (sys.argv[4:6] + ["0", "0"])[:2]
 t0 = time.perf_counter()
-llm = llama_cpp.Llama(path, verbose=False, **args)
+llm = llama_cpp.Llama(path, verbose=verbose == "1", **args)
 load_s = time.perf_counter() - t0
 random.seed(0)
 n_fill = args["n_ctx"] - n_gen - 1
@@ -31,7 +34,10 @@ for _ in range(n_gen):
 gen_s = time.perf_counter() - t0
 status = {l.split(":")[0]: int(l.split()[1]) * 1024 for l in open("/proc/self/status")
           if l.startswith(("VmHWM", "VmRSS", "RssAnon", "RssFile"))}
-print(json.dumps({"status": status, "load_s": load_s, "prompt_tps": n_fill / prompt_s, "gen_tps": n_gen / gen_s}))
+print(json.dumps({"status": status, "load_s": load_s, "prompt_tps": n_fill / prompt_s, "gen_tps": n_gen / gen_s}),
+      flush=True)
+if hold == "1":
+    sys.stdin.readline()
 """
 
 
