@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("quantdesk: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and friends: not an error worth a message
+        sys.stderr.close()
+        return 0
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if getattr(args, "debug", False):
             raise
