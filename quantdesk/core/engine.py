@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -322,14 +321,21 @@ class Engine:
         return self._request("GET", "/quantdesk/status")
 
     def stop_generation(self) -> None:
-        """Stop the reply in progress now; the server sees the closed connection at its next token."""
+        """Stop the reply in progress within a token.
+
+        llama_cpp.server ends a stream when another request arrives (``interrupt_requests``), so a
+        token-count request is the stop signal; merely closing the connection is not noticed
+        reliably and would leave the model generating into the void.
+        """
         self._stopping.set()
-        conn = self._conn
-        if conn is not None and conn.sock is not None:
-            try:
-                conn.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        if self._conn is not None and self.alive:
+            threading.Thread(target=self._interrupt, daemon=True).start()
+
+    def _interrupt(self) -> None:
+        try:
+            self.tokenize("")
+        except EngineError:
+            pass
 
     def complete(self, prompt: str, sampling: Sampling, stop: list[str] | None = None,
                  prompt_tokens: int | None = None, extra: dict[str, Any] | None = None
@@ -362,8 +368,9 @@ class Engine:
                                   f"{response.read()[:300]!r}")
             for chunk in _sse_events(response):
                 if self._stopping.is_set():
-                    reason = "stopped"
-                    break
+                    # read on to the server's [DONE] (a token away): a dropped connection is not
+                    # noticed reliably and the model would go on generating for nobody
+                    continue
                 choice = chunk["choices"][0]
                 text = choice.get("text") or ""
                 if text:

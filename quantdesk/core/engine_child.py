@@ -26,9 +26,19 @@ _log_lock = threading.Lock()
 _partial = [""]
 
 
+_protocol = [sys.stdout]
+
+
 def _emit(event: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(event) + "\n")
-    sys.stdout.flush()
+    _protocol[0].write(json.dumps(event) + "\n")
+    _protocol[0].flush()
+
+
+def _own_stdout() -> None:
+    """Keep stdout for our JSON lines; whatever native code prints (an abort's backtrace) goes to the log."""
+    _protocol[0] = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
 
 
 def _install_log_capture() -> Any:
@@ -118,6 +128,7 @@ def _piece(llama: Any, token: int) -> str:
 
 def main(argv: list[str]) -> int:
     settings = json.loads(argv[0])
+    _own_stdout()
     keep = _install_log_capture()
     if settings.get("watch_stdin"):
         threading.Thread(target=_watch_stdin, daemon=True).start()
