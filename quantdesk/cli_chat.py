@@ -60,7 +60,8 @@ def start_engine(args: argparse.Namespace, *, host: str = "127.0.0.1", port: int
 
 def _sampling(args: argparse.Namespace, base):
     return base.with_(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,
-                      repeat_penalty=args.repeat_penalty, seed=args.seed, max_tokens=args.max_tokens)
+                      repeat_penalty=args.repeat_penalty, seed=args.seed, max_tokens=args.max_tokens,
+                      ignore_eos=True if args.ignore_eos else None)
 
 
 def _stream(session, events, out_json: bool) -> Any:
@@ -244,6 +245,7 @@ def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.Arg
     p.add_argument("--min-p", type=float, default=None)
     p.add_argument("--repeat-penalty", type=float, default=None)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--ignore-eos", action="store_true", help="do not stop at end-of-turn (for benchmarks)")
     add_common(p)
     p.set_defaults(func=cmd_chat)
 

@@ -66,6 +66,7 @@ class LoadReport:
     buffers: dict[str, int]
     gpu_offload_supported: bool
     summary: str
+    pid: int = 0
     notes: list[str] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -214,7 +215,7 @@ class Engine:
     def _log_hint(self) -> str:
         for line in reversed(self._log_tail()):
             low = line.lower()
-            if any(w in low for w in ("error", "failed", "abort", "assert", "out of memory")):
+            if any(w in low for w in ("error", "failed", "abort", "assert", "out of memory", "terminate", "what()")):
                 return f": {line.strip()}"
         return f"; see {self.log_path}"
 
@@ -243,7 +244,7 @@ class Engine:
                           n_ctx=int(raw.get("n_ctx") or self.settings.n_ctx), load_s=float(raw.get("load_s", 0)),
                           ram=ram, buffers=raw.get("buffers", {}),
                           gpu_offload_supported=bool(raw.get("gpu_offload_supported")),
-                          summary=summary, notes=notes, raw=raw)
+                          summary=summary, pid=int(raw.get("pid", 0)), notes=notes, raw=raw)
 
     @property
     def alive(self) -> bool:
@@ -354,6 +355,10 @@ class Engine:
         except EngineError:
             pass
         body = {"prompt": prompt, "stream": True, "stop": stop, **sampling.request_fields(), **extra}
+        if sampling.ignore_eos and self.report:
+            bias = dict(body.get("logit_bias") or {})
+            bias.update({str(t): -100.0 for t in self.report.raw.get("eog_tokens", [])})
+            body["logit_bias"] = bias
         pieces: list[str] = []
         reason, error = "stop", None
         t0 = time.perf_counter()

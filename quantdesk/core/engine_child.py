@@ -168,6 +168,7 @@ def main(argv: list[str]) -> int:
         "requested_gpu_layers": settings["model"].get("n_gpu_layers", 0),
         "memory": _rss(), "pid": os.getpid(),
         "add_bos": bool(llama._model.add_bos_token()),
+        "eog_tokens": sorted({t for t in (llama.token_eos(), llama._model.token_eot()) if t >= 0}),
         "bos_text": _piece(llama, llama.token_bos()), "eos_text": _piece(llama, llama.token_eos()),
         "metadata": {k: v for k, v in llama.metadata.items()
                      if k == "tokenizer.chat_template" or k.startswith("general.sampling.")

@@ -18,7 +18,7 @@ _METADATA_KEYS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=True)
 class Sampling:
     temperature: float = 0.8
     top_p: float = 0.95
@@ -27,6 +27,8 @@ class Sampling:
     repeat_penalty: float = 1.1
     seed: int = -1            # -1: a new random seed per reply
     max_tokens: int = 1024
+    ignore_eos: bool = False  # generate to max_tokens (benchmarks); never a chat default
+    logit_bias: dict[str, float] | None = None  # token id -> bias, as in the OpenAI API
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,6 +47,8 @@ class Sampling:
                "min_p": self.min_p, "repeat_penalty": self.repeat_penalty, "max_tokens": self.max_tokens}
         if self.seed >= 0:
             out["seed"] = self.seed
+        if self.logit_bias:
+            out["logit_bias"] = dict(self.logit_bias)
         return out
 
 
