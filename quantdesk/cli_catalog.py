@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Callable
 
 from quantdesk.cli import emit_json
@@ -10,19 +11,46 @@ from quantdesk.core.errors import QuantDeskError
 from quantdesk.core.units import fmt_bytes
 
 
+def _offline_notice(why: str) -> str:
+    from quantdesk.core.catalog import load_catalog
+
+    return f"Offline ({why}): showing the bundled catalog, snapshot {load_catalog().snapshot}."
+
+
+def _catalog_search_rows(text: str, limit: int) -> list[dict]:
+    from quantdesk.core.catalog import load_catalog
+    from quantdesk.core.hub import publisher_kind
+
+    return [{"repo": m.repo, "downloads": 0, "likes": 0, "last_modified": None, "publisher": publisher_kind(m.repo),
+             "gated": False, "params": m.params, "source": "catalog"} for m in load_catalog().search(text)[:limit]]
+
+
 def cmd_search(args: argparse.Namespace) -> int:
+    from quantdesk.core.catalog import plan_catalog_repo
     from quantdesk.core.hardware import resolve_hardware
-    from quantdesk.core.hub import search_gguf_repos
+    from quantdesk.core.hub import HubUnreachable, search_gguf_repos
     from quantdesk.core.plan_service import plan_repo
 
-    repos = search_gguf_repos(args.text, sort=args.sort, limit=args.limit)
-    rows = [{**r.to_json(), "best": None} for r in repos]
+    notice = None
+    try:
+        if args.offline:
+            raise HubUnreachable("--offline")
+        rows = [{**r.to_json(), "best": None, "source": "hub"}
+                for r in search_gguf_repos(args.text, sort=args.sort, limit=args.limit)]
+    except HubUnreachable as exc:
+        notice = _offline_notice("--offline" if args.offline else "the hub cannot be reached")
+        if not args.offline:
+            notice += f" ({exc})"
+        rows = [{**r, "best": None} for r in _catalog_search_rows(args.text, args.limit)]
+    if notice:
+        print(notice, file=sys.stderr)
     if args.fits:
         hw = resolve_hardware(args.hardware)
         order = {"full_gpu": 0, "partial": 1, "cpu_only": 2}
         for row in rows:
             try:
-                rec = plan_repo(row["repo"], hw, ctx=args.ctx).recommended
+                planner = plan_catalog_repo if row["source"] == "catalog" else plan_repo
+                rec = planner(row["repo"], hw, ctx=args.ctx).recommended
             except QuantDeskError as exc:
                 row["error"] = str(exc)
                 continue
@@ -43,27 +71,48 @@ def cmd_search(args: argparse.Namespace) -> int:
         fit = f"  best here: {best['quant']} ({best['verdict']}, ~{best['tokens_per_s'] or 0:.0f} tok/s)" if best else ""
         if args.fits and not best:
             fit = "  nothing fits" if "error" not in r else f"  ({r['error']})"
-        print(f"{r['repo']:60} {r['downloads']:>10,} downloads {r['likes']:>6} likes{badge}{fit}")
+        popularity = (f"{r['downloads']:>10,} downloads {r['likes']:>6} likes" if r["source"] == "hub"
+                      else f"{r['params'] / 1e9:>8.1f} B params (catalog)")
+        print(f"{r['repo']:60} {popularity}{badge}{fit}")
     if not rows:
         print("No GGUF repos found.")
     return 0
 
 
+def _catalog_entries(repo: str) -> list[dict]:
+    from quantdesk.core.catalog import load_catalog
+
+    model = load_catalog().find(repo)
+    if model is None:
+        raise QuantDeskError(f"the hub cannot be reached and {repo} is not in the offline catalog")
+    return [{"name": f.path, "quant": f.quant, "size": model.estimated_size(f), "size_estimated": f.size is None,
+             "parts": [{"path": f.path, "size": f.size, "sha256": f.sha256}], "confidence": f.confidence}
+            for f in model.files]
+
+
 def cmd_files(args: argparse.Namespace) -> int:
+    from quantdesk.core.catalog import plan_catalog_repo
     from quantdesk.core.hardware import resolve_hardware
-    from quantdesk.core.hub import list_repo_ggufs, publisher_kind
+    from quantdesk.core.hub import HubUnreachable, list_repo_ggufs, publisher_kind
     from quantdesk.core.plan_service import plan_repo
 
-    entries = list_repo_ggufs(args.repo)
-    if not entries:
-        raise QuantDeskError(f"{args.repo} has no GGUF files")
-    result = plan_repo(args.repo, resolve_hardware(args.hardware), ctx=args.ctx)
+    hw = resolve_hardware(args.hardware)
+    try:
+        if args.offline:
+            raise HubUnreachable("--offline")
+        entries = [{**e.to_json(), "source": "hub"} for e in list_repo_ggufs(args.repo)]
+        if not entries:
+            raise QuantDeskError(f"{args.repo} has no GGUF files")
+        result = plan_repo(args.repo, hw, ctx=args.ctx)
+    except HubUnreachable as exc:
+        entries = [{**e, "source": "catalog"} for e in _catalog_entries(args.repo)]
+        print(_offline_notice("--offline" if args.offline else f"the hub cannot be reached: {exc}"), file=sys.stderr)
+        result = plan_catalog_repo(args.repo, hw, ctx=args.ctx)
     by_file = {o.file: o for o in result.options}
     rows = []
     for e in entries:
-        o = by_file.get(e.first)
-        rows.append({**e.to_json(), "publisher": publisher_kind(args.repo),
-                     "plan": o.to_json() if o else None})
+        o = by_file.get(e["parts"][0]["path"])
+        rows.append({**e, "publisher": publisher_kind(args.repo), "plan": o.to_json() if o else None})
     if args.json:
         emit_json(rows)
         return 0
@@ -72,10 +121,13 @@ def cmd_files(args: argparse.Namespace) -> int:
         o = by_file.get(r["parts"][0]["path"])
         verdict = o.summary() if o else "header unreadable"
         mark = "*" if o and o.recommended else " "
-        print(f" {mark} {r['name']:55} {r['quant'] or '?':8} {fmt_bytes(r['size']):>10}  {verdict}"
+        size = ("~" if r.get("size_estimated") else "") + fmt_bytes(r["size"])
+        print(f" {mark} {r['name']:55} {r['quant'] or '?':8} {size:>10}  {verdict}"
               f"{'  ' + str(len(r['parts'])) + ' parts' if len(r['parts']) > 1 else ''}")
     if result.recommended:
         print(f"  {result.recommended.reason}")
+    for note in result.notes:
+        print(f"  note: {note}")
     return 0
 
 
@@ -86,10 +138,12 @@ def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.Arg
     p.add_argument("--sort", choices=["downloads", "likes", "recent", "trending"], default="downloads")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--ctx", type=int, default=None)
+    p.add_argument("--offline", action="store_true", help="use the bundled catalog, not the hub")
     add_common(p)
     p.set_defaults(func=cmd_search)
     p = sub.add_parser("files", help="a repo's GGUF files with the planner's verdict for this machine")
     p.add_argument("repo")
     p.add_argument("--ctx", type=int, default=None)
+    p.add_argument("--offline", action="store_true", help="use the bundled catalog, not the hub")
     add_common(p)
     p.set_defaults(func=cmd_files)

@@ -90,6 +90,10 @@ def _api():
     return HfApi(endpoint=hub_endpoint(), token=hub_token())
 
 
+class HubUnreachable(QuantDeskError):
+    """The hub did not answer (no network, DNS, timeout, 5xx): callers may fall back to the offline catalog."""
+
+
 def translate_hub_error(exc: Exception, what: str) -> QuantDeskError:
     """One sentence with the next step for each way the hub can say no."""
     from huggingface_hub import errors
@@ -102,7 +106,10 @@ def translate_hub_error(exc: Exception, what: str) -> QuantDeskError:
         return QuantDeskError(f"{what}: that revision does not exist")
     if isinstance(exc, errors.EntryNotFoundError):
         return QuantDeskError(f"{what}: file not found in the repository")
-    return QuantDeskError(f"cannot reach the hub at {hub_endpoint()} for {what}: {exc}")
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(exc, errors.HfHubHTTPError) and status is not None and status < 500:
+        return QuantDeskError(f"the hub refused {what} ({status}): {exc}")
+    return HubUnreachable(f"cannot reach the hub at {hub_endpoint()} for {what}: {exc}")
 
 
 def list_repo_ggufs(repo_id: str, revision: str | None = None) -> list[RepoGGUF]:
@@ -152,7 +159,18 @@ class RepoSummary:
                 "last_modified": self.last_modified, "publisher": self.publisher, "gated": self.gated}
 
 
+def _probe_hub(timeout: float = 5.0) -> None:
+    """Fail fast when the hub does not answer: the client's listing retries connection errors for ~25 s."""
+    from huggingface_hub.utils import get_session
+
+    try:
+        get_session().get(f"{hub_endpoint()}/api/models", params={"limit": 1}, timeout=timeout)
+    except Exception as exc:
+        raise HubUnreachable(f"cannot reach the hub at {hub_endpoint()}: {exc}") from None
+
+
 def search_gguf_repos(text: str, sort: str = "downloads", limit: int = 20) -> list[RepoSummary]:
+    _probe_hub()
     try:
         models = list(_api().list_models(search=text or None, filter="gguf", sort=SORTS.get(sort, sort), limit=limit))
     except Exception as exc:
