@@ -182,3 +182,70 @@ def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.Arg
     p.add_argument("path")
     add_common(p)
     p.set_defaults(func=cmd_import)
+    register_downloads(sub, add_common)
+
+
+def cmd_downloads(args: argparse.Namespace) -> int:
+    """The app's persistent download queue, headless: list, add, run, resume, pause, cancel, rm."""
+    from quantdesk.core.download_queue import DownloadQueue
+
+    queue = DownloadQueue(max_concurrent=args.concurrency, autostart=False)
+    action, ids = args.action, [int(x) for x in args.ids]
+    if action == "add":
+        if not args.repo:
+            raise QuantDeskError("`downloads add` needs a repo id")
+        entries = list_repo_ggufs(args.repo)
+        entry = choose_entry(args.repo, entries, args.quant, args.best, args.ctx, args.hardware)
+        job = queue.add(args.repo, entry)
+        print(f"queued #{job.id}: {args.repo} {entry.name}", file=sys.stderr)
+    elif action in ("resume", "pause", "cancel", "rm"):
+        if not ids:
+            raise QuantDeskError(f"`downloads {action}` needs a download id (see `quantdesk downloads`)")
+        for job_id in ids:
+            {"resume": queue.resume, "pause": queue.pause, "cancel": queue.cancel, "rm": queue.remove}[action](job_id)
+    if action in ("run", "resume") or (action == "add" and args.now):
+        bars: dict[int, float] = {}
+
+        def show(job) -> None:
+            now = time.monotonic()
+            if job.state == "downloading" and now - bars.get(job.id, 0) < 2.0:
+                return
+            bars[job.id] = now
+            frac = job.done / job.total if job.total else 1.0
+            extra = f" — {job.error}" if job.error else ""
+            print(f"#{job.id} {job.state:11} {job.entry.name[:48]:48} {frac:6.1%} {fmt_bytes(job.done)}"
+                  f"/{fmt_bytes(job.total)}{extra}", file=sys.stderr)
+
+        queue.listener = show
+        queue._pump()
+        try:
+            queue.wait()
+        except KeyboardInterrupt:
+            queue.shutdown()
+            print("stopped; `quantdesk downloads run` resumes", file=sys.stderr)
+            return 130
+    jobs = queue.jobs()
+    if args.json:
+        emit_json([j.to_json() for j in jobs])
+    elif action in ("list", "run", "resume", "add"):
+        for j in jobs:
+            extra = f"  {j.error}" if j.error else (f"  -> {j.model}" if j.model else "")
+            print(f"#{j.id:<4} {j.state:11} {j.repo:40} {j.entry.name:48} {fmt_bytes(j.done)}/{fmt_bytes(j.total)}"
+                  f"{extra}")
+        if not jobs:
+            print("No downloads.", file=sys.stderr)
+    return 0 if all(j.state != "failed" for j in jobs if j.id in ids or not ids) else 1
+
+
+def register_downloads(sub: argparse._SubParsersAction, add_common: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser("downloads", help="the persistent download queue: list, add, run, resume, pause, cancel, rm")
+    p.add_argument("action", nargs="?", default="list", choices=["list", "add", "run", "resume", "pause", "cancel", "rm"])
+    p.add_argument("ids", nargs="*", help="download ids (resume, pause, cancel, rm)")
+    p.add_argument("--repo", help="add: the hub repo")
+    p.add_argument("--quant", help="add: which quant")
+    p.add_argument("--best", action="store_true", help="add: the planner's pick for this machine")
+    p.add_argument("--ctx", type=int, default=None)
+    p.add_argument("--now", action="store_true", help="add: and run the queue until it is empty")
+    p.add_argument("--concurrency", type=int, default=2, help="downloads at a time (default 2)")
+    add_common(p)
+    p.set_defaults(func=cmd_downloads)

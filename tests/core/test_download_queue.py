@@ -138,3 +138,17 @@ def test_a_killed_app_resumes_its_queue_on_the_next_start(hub, _isolated_home):
     assert job.state == "done" and Library().verify(job.model)[1] == []
     served = sum(r.body_bytes for r in hub.requests_for(REPO, name) if r.method == "GET" and r.server == "cdn")
     assert served == size - have
+
+
+def test_cli_queue_add_run_and_list(hub):
+    from tests.test_cli import run_cli
+
+    out = run_cli("downloads", "add", "--repo", REPO, "--quant", "Q6_K", "--now", "--json")
+    assert out.returncode == 0, out.stderr
+    (job,) = __import__("json").loads(out.stdout)
+    assert job["state"] == "done" and job["model"] and job["done"] == job["total"]
+    listed = run_cli("downloads")
+    assert "done" in listed.stdout and "Queue-Test-Q6_K.gguf" in listed.stdout
+    assert run_cli("downloads", "rm", str(job["id"])).returncode == 0
+    assert "No downloads" in run_cli("downloads").stderr
+    assert run_cli("downloads", "pause").returncode == 1
