@@ -370,7 +370,10 @@ class ChatPage(QWidget):
         box.setAccessibleName("Reply settings panel")
         box.setMinimumWidth(240)
         box.setMaximumWidth(320)
-        form = QFormLayout(box)
+        column = QVBoxLayout(box)
+        form = QFormLayout()
+        column.addLayout(form)
+        column.addStretch(1)
         self.system_edit = QPlainTextEdit()
         self.system_edit.setAccessibleName("System prompt")
         self.system_edit.setPlaceholderText("e.g. You are a concise assistant.")
@@ -512,13 +515,13 @@ class ChatPage(QWidget):
         self.model_combo.setCurrentIndex(self._last_model_index)
 
     def _model_label(self, path: str) -> str:
-        from quantdesk.core.library import Library
+        from quantdesk.core.library import Library, model_name_for
 
         try:
             found = Library().find(path)
         except Exception:  # noqa: BLE001 - the file name is a fine label
             found = None
-        return found.name if found else Path(path).name
+        return found.name if found else model_name_for(path)
 
     def load_model(self, path: str | None = None, ctx: int | None | str = "ui") -> None:
         """Plan and start the model off the GUI thread; Cancel ends the child it started."""
@@ -613,18 +616,28 @@ class ChatPage(QWidget):
         self._load_cancel = None
         self.loading_bar.hide()
         self.report_label.setText(f"No model loaded. {self._idle_hint()}")
-        self.show_error(f"Could not load {name}: {_sentence(message)} Try a smaller context, or another model.")
+        message = message.strip().rstrip(".")
+        if "try" in message.lower() or "reload" in message.lower():
+            hint = ""  # the core already said what to do
+        elif "no such file" in message.lower() or "not found" in message.lower():
+            hint = " Choose another model, or add it to the library again."
+        elif "gguf" in message.lower():
+            hint = " The file looks damaged or is not a model llama.cpp can read: download it again or pick another."
+        else:
+            hint = " Try a smaller context or another model."
+        self.show_error(f"Could not load {name}: {message}.{hint}")
         self._update_actions()
 
     def _report_html(self, report: LoadReport | None, name: str) -> str:
         if report is None:
             return ""
-        lines = [f"<b>{html.escape(name)}</b> loaded in {report.load_s:.1f} s — {html.escape(report.summary)}. "
+        seconds = f"{report.load_s:.1f}" if report.load_s >= 1 else f"{report.load_s:.2f}"
+        lines = [f"<b>{html.escape(name)}</b> loaded in {seconds} s — {html.escape(report.summary)}. "
                  f"{fmt_bytes(report.ram)} RAM in use · {report.n_ctx:,} tokens of context."]
         for note in self._planned_notes + report.notes:
             lines.append(f"⚠ {html.escape(note[0].upper() + note[1:])}.")
         if self._template_note:
-            lines.append(f"ⓘ Chat template: {html.escape(self._template_note)}.")
+            lines.append(f"⚠ Chat template: {html.escape(self._template_note)}.")
         return "<br>".join(lines)
 
     def reload_model(self) -> None:
@@ -1000,6 +1013,7 @@ class ChatPage(QWidget):
             self.show_error(f"{_sentence(finished.error or 'the model process stopped')} What was written so far "
                             "is kept; reload the model to go on.", reload=True)
             self.report_label.setText(f"{html.escape(self.model_name or 'The model')} is not running.")
+            self.status_label.setText("")
         else:
             self.status_label.setText(figures_text(finished.to_json()) +
                                       (" · stopped" if finished.finish_reason == "stopped" else ""))
@@ -1051,6 +1065,7 @@ class ChatPage(QWidget):
         if not force and signature == self._signature:
             return
         self._signature = signature
+        started = time.perf_counter()
         theme = self._theme()
         if conv is None or not conv.messages:
             body = self._empty_state_html(theme)
@@ -1067,6 +1082,9 @@ class ChatPage(QWidget):
             bar.setValue(bar.maximum() if self._stick_to_bottom else previous)
         finally:
             self._setting_html = False
+        # a long transcript takes longer to lay out: render less often rather than starve the GUI
+        spent_ms = (time.perf_counter() - started) * 1000
+        self._render_timer.setInterval(int(min(250, max(30, 2 * spent_ms))))
         self._update_actions()
         self.rendered.emit()
 
@@ -1107,7 +1125,7 @@ class ChatPage(QWidget):
     def _notice_html(self, text: str, theme: Theme) -> str:
         return (f"<table width='100%' cellspacing='0' cellpadding='6' style='margin-top:8px; "
                 f"background-color:{theme.notice_bg}; border:1px solid {theme.notice_border}'>"
-                f"<tr><td>ⓘ {html.escape(text)}</td></tr></table>")
+                f"<tr><td><b>Note:</b> {html.escape(text)}</td></tr></table>")
 
     def _bubble(self, label: str, label_color: str, bg: str, border: str, mark: str, body: str,
                 footer: str = "") -> str:
@@ -1223,6 +1241,11 @@ class ChatPage(QWidget):
         super().showEvent(event)
         if not self._streaming and not self.loading:
             self.refresh_models()  # another page may have downloaded or imported a model
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt naming
+        if self.isWindow():  # the page on its own (the main window calls shutdown itself)
+            self.shutdown()
+        super().closeEvent(event)
 
     def shutdown(self) -> None:
         """Stop any reply, cancel any load, end the model's process: nothing outlives the app."""

@@ -60,12 +60,15 @@ class ReplyThread:
         self.thread.setObjectName("quantdesk-chat-reply")
         self.worker = ReplyWorker()
         self.worker.moveToThread(self.thread)
-        self.thread.start()
 
     def run(self, events: Iterator[Token | Notice | Finished]) -> None:
+        if not self.thread.isRunning():
+            self.thread.start()  # started at the first reply: a page nobody chats on holds no thread
         self.worker.start_reply.emit(events)
 
     def shutdown(self, timeout_ms: int = 15_000) -> bool:
+        if not self.thread.isRunning():
+            return True
         self.thread.quit()
         return self.thread.wait(timeout_ms)
 
