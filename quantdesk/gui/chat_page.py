@@ -320,7 +320,7 @@ class ChatPage(QWidget):
         self.input = QPlainTextEdit()
         self.input.setAccessibleName("Message")
         self.input.setPlaceholderText("Type a message — Ctrl+Enter sends, Esc stops a reply")
-        self.input.setMaximumHeight(90)
+        self.input.setMaximumHeight(80)
         self.input.setMinimumHeight(60)
         self.input.installEventFilter(self)
         rv.addWidget(self.input)
@@ -697,7 +697,7 @@ class ChatPage(QWidget):
         self.conversation_list.blockSignals(True)
         self.conversation_list.clear()
         for conv in conversations:
-            subtitle = " · ".join(x for x in (conv.model or "", _when(conv.updated_at)) if x)
+            subtitle = " · ".join(x for x in (_when(conv.updated_at), conv.model or "") if x)
             item = QListWidgetItem(conv.title)
             item.setData(Qt.ItemDataRole.UserRole, conv.id)
             item.setData(SUBTITLE_ROLE, subtitle)
@@ -1178,8 +1178,9 @@ class ChatPage(QWidget):
                     "below and press <b>Ctrl+Enter</b>.")
         else:
             title = "Pick a model from the library and load it"
-            text = ("Your library has no models yet: download one on the Catalog page, or choose "
-                    "<b>Open GGUF file…</b> in the <b>Model</b> list above to chat with a file you already have.")
+            text = ("Your library has no models yet: choose <b>Open GGUF file…</b> in the <b>Model</b> list above "
+                    "to chat with a file you already have, or add one with <code>quantdesk download</code> "
+                    "or <code>quantdesk import</code>.")
         return (f"<div align='center' style='margin-top:80px'><p style='font-size:x-large; color:{theme.text}'>"
                 f"{title}</p><p style='color:{theme.muted}'>{text}</p>"
                 f"<p style='color:{theme.muted}; font-size:small'>Conversations are kept on this computer and "

@@ -30,6 +30,17 @@ LOAD_TIMEOUT = 60_000
 REPLY_TIMEOUT = 30_000
 
 
+@pytest.fixture(autouse=True)
+def _own_settings(tmp_path):
+    """The window's QSettings (last page, geometry, last model) go to a temporary folder, not the user's."""
+    from PySide6.QtCore import QSettings
+
+    fmt, scope = QSettings.Format.NativeFormat, QSettings.Scope.UserScope
+    QSettings.setPath(fmt, scope, str(tmp_path / "settings"))
+    yield
+    QSettings.setPath(fmt, scope, os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"))
+
+
 @pytest.fixture(scope="module")
 def hardware():
     return resolve_hardware()
@@ -136,6 +147,14 @@ def test_stop_button_and_escape_end_a_long_reply_kept_as_stopped(qtbot, page, ti
     assert [m.role for m in messages] == ["user", "assistant"] * 2
     assert messages[-1].status == "stopped" and messages[-1].figures["tokens"] < 100
 
+    # closing mid-reply stops the reply, keeps it, and ends the model's process
+    page.input.setPlainText("One more")
+    page.send_button.click()
+    qtbot.waitUntil(lambda: page.tokens_seen >= 3, timeout=REPLY_TIMEOUT)
+    pid = page.engine.proc.pid
+    page.shutdown()
+    assert _gone(pid) and page.store.get(cid).messages[-1].status == "stopped"
+
 
 def test_ctrl_enter_sends_regenerate_replaces_and_edit_resends(qtbot, page, tiny_model):
     _load(qtbot, page, tiny_model)
@@ -201,12 +220,22 @@ def test_a_killed_model_process_shows_a_banner_and_reload_works(qtbot, page, tin
     _wait_reply(qtbot, page)
     assert page.store.get(cid).messages[-1].status == "complete"
 
+    os.kill(page.engine.proc.pid, signal.SIGKILL)  # dying while idle is reported too, not at the next Send
+    qtbot.waitUntil(lambda: page.error_text is not None, timeout=10_000)
+    assert "SIGKILL" in page.error_text and page.reload_button.isVisibleTo(page)
+
 
 def test_loading_can_be_cancelled_and_errors_are_sentences(qtbot, page, tiny_model, tmp_path):
     page.select_model(str(tiny_model))
     page.load_button.click()
     page.cancel_load_button.click()
     assert not page.loading and "cancelled" in page.report_label.text()
+    done = page._load_done
+    qtbot.waitUntil(done.is_set, timeout=LOAD_TIMEOUT)
+    children = [c for c in psutil.Process().children(recursive=True)
+                if "quantdesk.core.engine_child" in " ".join(c.cmdline())]
+    assert all(_gone(c.pid) for c in children), "a cancelled load left its model process running"
+    assert page.engine is None
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     page.load_model(str(bad))
@@ -231,6 +260,17 @@ def test_template_fallback_is_in_the_report_and_a_notice_line_in_the_pane(qtbot,
     notice = "Note: Chat template: this model has no chat template; using the chatml fallback."
     text = page.transcript.toPlainText()
     assert notice in text and text.index("hello") < text.index(notice) < text.index("8 tokens")
+
+
+def test_the_window_remembers_the_last_model(qtbot, hardware, tiny_model):
+    window = MainWindow(hardware)
+    qtbot.addWidget(window)
+    assert window.chat_page.select_model(str(tiny_model))
+    window.close()
+    again = MainWindow(hardware)
+    qtbot.addWidget(again)
+    assert again.chat_page.model_path() == str(tiny_model)
+    again.close()
 
 
 def _seed(store: ChatStore) -> list[int]:
