@@ -221,7 +221,7 @@ class ChatPage(QWidget):
         for b in (self.new_button, self.rename_button, self.delete_button, self.export_button):
             row.addWidget(b)
         lv.addLayout(row)
-        left.setMinimumWidth(200)
+        left.setMinimumWidth(180)
         splitter.addWidget(left)
 
         right = QWidget()
@@ -231,7 +231,7 @@ class ChatPage(QWidget):
         self.model_combo = QComboBox()
         self.model_combo.setAccessibleName("Model")
         self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.model_combo.setMinimumContentsLength(24)
+        self.model_combo.setMinimumContentsLength(14)
         self.model_combo.setPlaceholderText("Choose a model…")
         self.model_combo.activated.connect(self._model_activated)
         self._last_model_index = -1
