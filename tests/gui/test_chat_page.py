@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -262,10 +263,19 @@ def test_template_fallback_is_in_the_report_and_a_notice_line_in_the_pane(qtbot,
     assert notice in text and text.index("hello") < text.index(notice) < text.index("8 tokens")
 
 
-def test_the_window_remembers_the_last_model(qtbot, hardware, tiny_model):
+def test_the_picker_lists_the_library_and_the_window_remembers_the_last_model(qtbot, hardware, tiny_model,
+                                                                             small_model):
+    from quantdesk.core.library import Library
+
+    Library().import_file(small_model)
     window = MainWindow(hardware)
     qtbot.addWidget(window)
-    assert window.chat_page.select_model(str(tiny_model))
+    combo = window.chat_page.model_combo
+    items = [combo.itemText(i) for i in range(combo.count())]
+    assert items[0].startswith("small-F16 — F16") and items[-1] == "Open GGUF file…"
+    assert window.chat_page.model_path() == str(Path(small_model).absolute())
+    assert window.chat_page.select_model(str(tiny_model))  # a file outside the library joins the list
+    assert [combo.itemText(i) for i in range(combo.count())][-2:] == ["tiny-F16.gguf", "Open GGUF file…"]
     window.close()
     again = MainWindow(hardware)
     qtbot.addWidget(again)
