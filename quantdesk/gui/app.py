@@ -10,10 +10,11 @@ from PySide6.QtWidgets import QApplication, QHBoxLayout, QListWidget, QMainWindo
 
 from quantdesk import __version__
 from quantdesk.core.hardware import Hardware, resolve_hardware
+from quantdesk.gui.chat_page import ChatPage
 from quantdesk.gui.hardware_page import HardwarePage
 from quantdesk.gui.plan_page import PlanPage
 
-PAGES = ["hardware", "plan"]
+PAGES = ["hardware", "plan", "chat"]
 
 
 class MainWindow(QMainWindow):
@@ -23,12 +24,13 @@ class MainWindow(QMainWindow):
         self.hardware_page = HardwarePage()
         self.hardware_page.show_hardware(hardware)
         self.plan_page = PlanPage(hardware)
+        self.chat_page = ChatPage(hardware)
         self.sidebar = QListWidget()
         self.sidebar.addItems([p.capitalize() for p in PAGES])
         self.sidebar.setFixedWidth(140)
         self.sidebar.setAccessibleName("Pages")
         self.stack = QStackedWidget()
-        for page in (self.hardware_page, self.plan_page):
+        for page in (self.hardware_page, self.plan_page, self.chat_page):
             self.stack.addWidget(page)
         self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
         central = QWidget()
@@ -41,6 +43,7 @@ class MainWindow(QMainWindow):
         geometry = self._settings.value("geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
+        self.chat_page.select_model(str(self._settings.value("chat/model", "") or ""))
         self.show_page(str(self._settings.value("page", "hardware")))
 
     def show_page(self, name: str) -> None:
@@ -49,6 +52,9 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt naming
         self._settings.setValue("geometry", self.saveGeometry())
         self._settings.setValue("page", PAGES[self.sidebar.currentRow()])
+        if self.chat_page.model_path():
+            self._settings.setValue("chat/model", self.chat_page.model_path())
+        self.chat_page.shutdown()  # the model's process ends with the window
         super().closeEvent(event)
 
 
