@@ -19,6 +19,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from quantdesk.core.errors import QuantDeskError
 from quantdesk.core.gguf_reader import TensorInfo
 from quantdesk.core.model_info import ModelInfo, layer_of
+from quantdesk.core.quants import quality_rank
 
 Q = GGMLQuantizationType
 FULL_PRECISION = ("F32", "F16", "BF16")
@@ -78,8 +79,9 @@ def all_presets() -> dict[str, QuantPreset]:
 
 
 def offered_presets() -> list[QuantPreset]:
-    """The presets a user may pick, largest (best) first."""
-    return sorted((p for p in all_presets().values() if p.refused is None), key=lambda p: (-p.bits_per_weight, p.name))
+    """The presets a user may pick: quantized ones best quality first, then the float conversions."""
+    return sorted((p for p in all_presets().values() if p.refused is None),
+                  key=lambda p: (p.name in FULL_PRECISION, -quality_rank(p.name, p.bits_per_weight), p.name))
 
 
 def resolve_preset(name: str) -> QuantPreset:

@@ -14,9 +14,6 @@ import json
 import os
 import queue
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -25,6 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from quantdesk.core.child_process import (
+    death_reason,
+    kill_tree,
+    signal_name,
+    spawn_module,
+)
 from quantdesk.core.errors import QuantDeskError
 from quantdesk.core.gguf_reader import read_header
 from quantdesk.core.hardware import Hardware, resolve_hardware
@@ -33,6 +36,7 @@ from quantdesk.core.paths import models_dir
 from quantdesk.core.quant_presets import QuantPreset, resolve_preset
 from quantdesk.core.quantize_preflight import Preflight, preflight
 from quantdesk.core.quants import quant_from_filename
+from quantdesk.core.units import fmt_bytes
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -95,24 +99,50 @@ def default_output(model: ModelInfo, preset: QuantPreset) -> Path:
     return models_dir() / "quantized" / f"{stem}.gguf"
 
 
+def _hardware(hardware: Hardware | None) -> Hardware | None:
+    """A simulated machine: the one given, or $QUANTDESK_HARDWARE's; None means measure this one."""
+    if hardware is None and os.environ.get("QUANTDESK_HARDWARE"):
+        return resolve_hardware()
+    return hardware
+
+
 def prepare(input_path: str | Path, preset_name: str, output: str | Path | None = None, *,
             threads: int | None = None, hardware: Hardware | None = None, ram_available: int | None = None,
             disk_free: int | None = None, overwrite: bool = False) -> tuple[ModelInfo, QuantPreset, Preflight]:
     """Everything that can be checked before the child starts; raises for a bad input or type."""
     preset = resolve_preset(preset_name)
     model = load_model_info(input_path)  # a missing, truncated or non-GGUF file raises here
-    out = Path(output).expanduser().absolute() if output else default_output(model, preset)
-    if out.suffix.lower() != ".gguf":
-        raise QuantDeskError(f"the output must be a .gguf file, not {out.name}")
+    out = output_path(model, preset, output)
     if any(Path(f).absolute() == out for f in model.files):
         raise QuantDeskError("the output would overwrite the input; choose another -o")
     if out.exists() and not overwrite:
-        raise QuantDeskError(f"{out} already exists; remove it or choose another -o")
-    if hardware is None and os.environ.get("QUANTDESK_HARDWARE"):
-        hardware = resolve_hardware()
-    check = preflight(model, preset, out, threads=threads, hardware=hardware, ram_available=ram_available,
-                      disk_free=disk_free)
+        raise QuantDeskError(f"{out} already exists; remove it, choose another -o or pass --force")
+    check = preflight(model, preset, out, threads=threads, hardware=_hardware(hardware),
+                      ram_available=ram_available, disk_free=disk_free)
     return model, preset, check
+
+
+def output_path(model: ModelInfo, preset: QuantPreset, output: str | Path | None) -> Path:
+    out = Path(output).expanduser().absolute() if output else default_output(model, preset)
+    if out.suffix.lower() != ".gguf":
+        raise QuantDeskError(f"the output must be a .gguf file, not {out.name}")
+    return out
+
+
+def precheck_download(model: ModelInfo, preset_name: str, output: str | Path | None, download_bytes: int, *,
+                      threads: int | None = None, hardware: Hardware | None = None) -> Preflight:
+    """Pre-flight from a remote header, before the full-precision file is downloaded at all."""
+    preset = resolve_preset(preset_name)
+    check = preflight(model, preset, output_path(model, preset, output), threads=threads,
+                      hardware=_hardware(hardware))
+    if not check.ok:
+        raise QuantDeskError(check.reason)
+    if check.disk_needed + download_bytes > check.disk_free:
+        raise QuantDeskError(f"not enough disk space: downloading {Path(model.files[0]).name} "
+                             f"({fmt_bytes(download_bytes)}) and quantizing it to {preset.name} needs about "
+                             f"{fmt_bytes(check.disk_needed + download_bytes)} but only {fmt_bytes(check.disk_free)} "
+                             "is free")
+    return check
 
 
 def quantize(input_path: str | Path, preset_name: str, output: str | Path | None = None, *,
@@ -126,30 +156,6 @@ def quantize(input_path: str | Path, preset_name: str, output: str | Path | None
     if not check.ok:
         raise QuantDeskError(check.reason)
     yield from _run(model, preset, check, cancel)
-
-
-def _spawn(job: dict) -> subprocess.Popen:
-    kwargs: dict = {"start_new_session": True} if os.name == "posix" else {
-        "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
-    return subprocess.Popen([sys.executable, "-m", "quantdesk.core.quantize_child", json.dumps(job)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, encoding="utf-8", errors="replace", **kwargs)
-
-
-def kill_tree(proc: subprocess.Popen) -> None:
-    """Stop the child and anything it started, at once (SIGKILL to its process group)."""
-    if proc.poll() is None:
-        try:
-            if os.name == "posix":
-                os.killpg(proc.pid, signal.SIGKILL)
-            else:
-                proc.kill()
-        except (ProcessLookupError, PermissionError):
-            pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:  # pragma: no cover - a process SIGKILL cannot stop
-        pass
 
 
 def _pump(stream: IO[str], sink: queue.Queue[str | None]) -> None:
@@ -171,7 +177,7 @@ def _run(model: ModelInfo, preset: QuantPreset, check: Preflight, cancel: thread
     partial.unlink(missing_ok=True)  # a leftover of a crashed run: ours to remove
     sizes = {t.name: t.n_bytes for t in model.tensors}
     total_bytes = sum(sizes.values())
-    proc = _spawn({"input": model.files[0], "output": str(partial), "ftype": preset.ftype, "threads": check.threads})
+    proc = spawn_module("quantdesk.core.quantize_child", {"input": model.files[0], "output": str(partial), "ftype": preset.ftype, "threads": check.threads})
     lines: queue.Queue[str | None] = queue.Queue()
     tail: deque[str] = deque(maxlen=20)
     threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
@@ -242,18 +248,9 @@ def _progress(ev: dict, sizes: dict[str, int], done_bytes: int, total_bytes: int
 def _crash_message(rc: int, check: Preflight, last: TensorProgress | None, tail: deque) -> str:
     where = f" at tensor {last.index} of {last.total} ({last.name})" if last else ""
     detail = next((line for line in reversed(tail) if line.strip()), "")
-    detail = f"; it said: {detail[-300:]}" if detail else ""
-    if rc < 0:
-        try:
-            sig = signal.Signals(-rc).name
-        except ValueError:
-            sig = f"signal {-rc}"
-        if sig == "SIGABRT":
-            return (f"llama.cpp aborted while quantizing {check.input.name}{where}{detail}; the partial output "
-                    "was removed")
-        hint = " — probably out of memory" if sig == "SIGKILL" else ""
-        return (f"the quantizer process was killed by {sig}{where}{hint}; the partial output was removed")
-    return f"the quantizer process exited with status {rc}{where}{detail}; the partial output was removed"
+    said = f" (its last words: {detail[-300:]})" if detail and signal_name(rc) != "SIGKILL" else ""
+    return (f"the quantizer process for {check.input.name} {death_reason(rc)}{where}{said}; "
+            "the partial output was removed")
 
 
 def _check_output(partial: Path, check: Preflight) -> None:

@@ -144,8 +144,21 @@ def run(job: dict[str, Any], out: TextIO) -> int:
     return 0
 
 
+def _exit_with_parent(interval: float = 0.5) -> None:
+    """A parent killed without cleaning up must not leave us writing gigabytes for nobody."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(3)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
     job = json.loads(argv[0])
+    _exit_with_parent()
     # Events keep the real stdout; anything C code prints goes to stderr with llama.cpp's own noise.
     out = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())

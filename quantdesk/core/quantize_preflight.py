@@ -44,15 +44,15 @@ DISK_MARGIN_MIN, DISK_MARGIN_FRACTION = 256 * MiB, 0.02
 # llama.cpp processes a tensor in slabs of at most this many bytes (LLAMA_QUANT_MAX_BUF_SIZE).
 MAX_BUF_SIZE = 8 << 30
 # Quantizer throughput per target tensor type, in weights per second on 2 threads, measured by
-# bench/quantize.py --calibrate on this machine (2-core AVX2 VM, F16 input; F32 input is faster).
+# bench/quantize_rates.py on this machine (2-core AVX2 VM, F16 input; F32 input is a bit faster).
 # Other thread counts scale linearly — an assumption, stated in the README.
 RATES_THREADS = 2
 RATES = {
-    "Q8_0": 120e6, "Q6_K": 20e6, "Q5_K": 18e6, "Q4_K": 18e6, "Q3_K": 16e6, "Q2_K": 16e6,
-    "Q4_0": 60e6, "Q4_1": 60e6, "Q5_0": 50e6, "Q5_1": 50e6, "IQ4_XS": 8e6, "IQ4_NL": 8e6,
-    "F16": 200e6, "BF16": 200e6, "F32": 200e6,
+    "Q8_0": 143e6, "Q6_K": 33e6, "Q5_K": 25e6, "Q4_K": 22e6, "Q3_K": 79e6, "Q2_K": 14e6,
+    "Q4_0": 233e6, "Q4_1": 231e6, "Q5_0": 186e6, "Q5_1": 147e6, "IQ4_XS": 3e6, "IQ4_NL": 3e6,
+    "BF16": 123e6, "F16": 123e6, "F32": 123e6,
 }
-DEFAULT_RATE = 10e6
+DEFAULT_RATE = 3e6  # an unknown type: as slow as the slowest measured
 CHILD_START_SECONDS = 0.5
 
 
