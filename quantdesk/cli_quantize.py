@@ -22,6 +22,7 @@ class QuantizeProgress:
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
         self.last = 0.0
+        self.open_line = False
 
     def update(self, ev) -> None:
         now = time.monotonic()
@@ -36,9 +37,16 @@ class QuantizeProgress:
         text = (f"[{'#' * int(30 * frac):30}] {frac:6.1%} {ev.index:>4}/{ev.total} {ev.name[:36]:36} "
                 f"{sizes}{eta}")
         sys.stderr.write(("\r" + text.ljust(118)) if self.tty else text + "\n")
-        if self.tty and last_tensor:
-            sys.stderr.write("\n")
+        self.open_line = self.tty
+        if last_tensor:
+            self.close()
         sys.stderr.flush()
+
+    def close(self) -> None:
+        """End a redrawn line, so what follows (an error, say) starts on a line of its own."""
+        if self.open_line:
+            sys.stderr.write("\n")
+            self.open_line = False
 
 
 @contextlib.contextmanager
@@ -125,6 +133,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                 elif isinstance(ev, QuantizeResult):
                     result = ev
         finally:
+            bar.close()
             cancel.set()
             job.close()  # kills the child and removes the partial file unless the job finished
     if result is None:  # pragma: no cover - the generator either yields a result or raises

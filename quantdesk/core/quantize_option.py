@@ -20,7 +20,7 @@ from quantdesk.core.quant_presets import (
     quantized_model_info,
 )
 from quantdesk.core.quantize_preflight import RAM_RESERVE, job_cost
-from quantdesk.core.quants import quality_rank
+from quantdesk.core.quants import quality, quality_rank
 from quantdesk.core.units import fmt_bytes
 
 
@@ -65,6 +65,16 @@ def fit_class(o: PlanOption | None) -> int:
     return 1 if (o.tokens_per_s or 0) >= USABLE_TOKENS_PER_S else 2
 
 
+def _comparable(name: str) -> bool:
+    """Presets whose quality loss is cited (quant_quality.json) and reachable without an imatrix.
+
+    Legacy types (Q4_0, Q5_1, ...) have no cited figure and a bits-per-weight guess would rank
+    them above the K-quants they lose to; IQ4_XS's figure was measured with an imatrix.
+    """
+    q = quality(name)
+    return name not in FULL_PRECISION and q is not None and q.kld is not None and not name.startswith("IQ")
+
+
 def _rank(o: PlanOption) -> float:
     return quality_rank(o.quant, o.model.bits_per_weight if o.model else 16.0)
 
@@ -81,7 +91,7 @@ def quantize_option(options: list[PlanOption], hw: Hardware, ctx: int | None, kv
     download = src.size if remote else 0
     best: tuple[tuple[int, float], QuantizeOption] | None = None
     for preset in offered_presets():
-        if preset.name in FULL_PRECISION or preset.name in present:
+        if not _comparable(preset.name) or preset.name in present:
             continue
         cost = job_cost(src.model, preset, hw.cpu.threads)
         if cost.ram_needed + RAM_RESERVE > hw.ram_available or cost.disk_needed + download > hw.disk_free:
