@@ -12,16 +12,30 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 
-def spawn_module(module: str, job: dict[str, Any]) -> subprocess.Popen:
-    """``python -m module JOB_JSON`` with piped text stdout/stderr, in a new process group."""
+def child_env() -> dict[str, str]:
+    """The environment with this very ``quantdesk`` first on the path: the child must run the same
+    code as its parent, whatever the working directory or another installed copy."""
+    root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    return env
+
+
+def spawn_module(module: str, job: dict[str, Any] | None) -> subprocess.Popen:
+    """``python -m module JOB_JSON`` with piped text stdout/stderr, in a new process group.
+
+    With ``job=None`` stdin is a pipe instead: the child reads its job from there, when it comes.
+    """
     kwargs: dict[str, Any] = {"start_new_session": True} if os.name == "posix" else {
         "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
-    return subprocess.Popen([sys.executable, "-m", module, json.dumps(job)], stdin=subprocess.DEVNULL,
+    args = [sys.executable, "-m", module] + ([json.dumps(job)] if job is not None else [])
+    return subprocess.Popen(args, stdin=subprocess.DEVNULL if job is not None else subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
-                            errors="replace", **kwargs)
+                            errors="replace", env=child_env(), **kwargs)
 
 
 def kill_tree(proc: subprocess.Popen) -> None:

@@ -14,6 +14,7 @@ import json
 import os
 import queue
 import re
+import subprocess
 import threading
 import time
 from collections import deque
@@ -150,12 +151,18 @@ def quantize(input_path: str | Path, preset_name: str, output: str | Path | None
              hardware: Hardware | None = None, ram_available: int | None = None, disk_free: int | None = None,
              overwrite: bool = False) -> Iterator[QuantizeEvent]:
     """Quantize ``input_path`` to ``preset_name``; yields events, the last one a ``QuantizeResult``."""
-    model, preset, check = prepare(input_path, preset_name, output, threads=threads, hardware=hardware,
-                                   ram_available=ram_available, disk_free=disk_free, overwrite=overwrite)
-    yield check
-    if not check.ok:
-        raise QuantDeskError(check.reason)
-    yield from _run(model, preset, check, cancel)
+    t0 = time.monotonic()
+    # The child loads llama.cpp while the pre-flight runs, then waits for its job on stdin.
+    proc = spawn_module("quantdesk.core.quantize_child", None)
+    try:
+        model, preset, check = prepare(input_path, preset_name, output, threads=threads, hardware=hardware,
+                                       ram_available=ram_available, disk_free=disk_free, overwrite=overwrite)
+        yield check
+        if not check.ok:
+            raise QuantDeskError(check.reason)
+        yield from _run(proc, model, preset, check, cancel, t0)
+    finally:
+        kill_tree(proc)
 
 
 def _pump(stream: IO[str], sink: queue.Queue[str | None]) -> None:
@@ -170,14 +177,23 @@ def _drain(stream: IO[str], tail: deque) -> None:
             tail.append(line.rstrip())
 
 
-def _run(model: ModelInfo, preset: QuantPreset, check: Preflight, cancel: threading.Event | None
-         ) -> Iterator[QuantizeEvent]:
+def _send_job(proc: subprocess.Popen, job: dict) -> None:
+    try:
+        proc.stdin.write(json.dumps(job) + "\n")
+        proc.stdin.close()
+    except OSError:  # the child is already dead: its exit status and stderr will say why
+        pass
+
+
+def _run(proc: subprocess.Popen, model: ModelInfo, preset: QuantPreset, check: Preflight,
+         cancel: threading.Event | None, t0: float) -> Iterator[QuantizeEvent]:
     out, partial = check.output, partial_path(check.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial.unlink(missing_ok=True)  # a leftover of a crashed run: ours to remove
     sizes = {t.name: t.n_bytes for t in model.tensors}
     total_bytes = sum(sizes.values())
-    proc = spawn_module("quantdesk.core.quantize_child", {"input": model.files[0], "output": str(partial), "ftype": preset.ftype, "threads": check.threads})
+    _send_job(proc, {"input": model.files[0], "output": str(partial), "ftype": preset.ftype,
+                     "threads": check.threads})
     lines: queue.Queue[str | None] = queue.Queue()
     tail: deque[str] = deque(maxlen=20)
     threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
@@ -185,7 +201,6 @@ def _run(model: ModelInfo, preset: QuantPreset, check: Preflight, cancel: thread
     done_event: dict | None = None
     error_event: dict | None = None
     last: TensorProgress | None = None
-    t0 = time.monotonic()
     done_bytes = 0
     success = False
     try:
@@ -211,15 +226,15 @@ def _run(model: ModelInfo, preset: QuantPreset, check: Preflight, cancel: thread
                 last = _progress(ev, sizes, done_bytes, total_bytes, time.monotonic() - t0)
                 done_bytes = last.done_bytes
                 yield last
-            elif kind == "done":
+            elif kind == "done":  # the output is complete and closed; the child's exit is not awaited
                 done_event = ev
+                break
             elif kind == "error":
                 error_event = ev
-        rc = proc.wait()
         if error_event is not None:
             raise QuantDeskError(f"llama.cpp could not quantize {check.input.name}: {error_event['message']}")
-        if rc != 0 or done_event is None:
-            raise QuantDeskError(_crash_message(rc, check, last, tail))
+        if done_event is None:
+            raise QuantDeskError(_crash_message(proc.wait(), check, last, tail))
         _check_output(partial, check)
         os.replace(partial, out)
         success = True

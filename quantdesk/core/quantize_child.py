@@ -1,4 +1,4 @@
-"""The quantizer's own process: ``python -m quantdesk.core.quantize_child JOB_JSON``.
+"""The quantizer's own process: ``python -m quantdesk.core.quantize_child [JOB_JSON]``.
 
 Why a child: llama.cpp aborts the whole process on some bad inputs, holds the GIL-free C call
 for minutes, and a cancel must stop it at once — only a separate process gives all three. The
@@ -157,12 +157,18 @@ def _exit_with_parent(interval: float = 0.5) -> None:
 
 
 def main(argv: list[str]) -> int:
-    job = json.loads(argv[0])
+    """The job comes as argv[0], or as one JSON line on stdin — then the parent can start us (and
+    our ~0.2 s import of llama.cpp) while it still runs the pre-flight; EOF means "not needed"."""
     _exit_with_parent()
     # Events keep the real stdout; anything C code prints goes to stderr with llama.cpp's own noise.
     out = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    return run(job, out)
+    import llama_cpp  # noqa: F401 - loaded before the job arrives: that is the point
+
+    line = argv[0] if argv else sys.stdin.readline()
+    if not line.strip():
+        return 0
+    return run(json.loads(line), out)
 
 
 if __name__ == "__main__":

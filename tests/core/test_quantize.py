@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from gguf import GGMLQuantizationType as Q
@@ -202,3 +205,16 @@ def test_simulated_small_machine_refuses_a_big_model(tmp_path, monkeypatch):
     monkeypatch.delenv("QUANTDESK_HARDWARE")
     roomy = prepare(big, "Q4_K_M", out, ram_available=64 << 30, disk_free=1 << 40)[2]
     assert roomy.ok and 4 << 30 < roomy.ram_needed < 6 << 30  # f32 of token_embd + its Q4_K copy
+
+
+def test_child_runs_this_quantdesk_from_any_working_directory(tiny_model, tmp_path):
+    """The parent found quantdesk through its own sys.path; the child must import the same copy,
+    not whatever the working directory or another installed version offers."""
+    root = Path(__file__).resolve().parents[2]
+    code = ("import sys; sys.path.insert(0, sys.argv[3]); from quantdesk.core.quantize import quantize; "
+            "*_, r = quantize(sys.argv[1], 'Q8_0', sys.argv[2]); print(r.size)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", code, str(tiny_model), str(tmp_path / "o.gguf"), str(root)],
+                          cwd=tmp_path, env=env, check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert int(done.stdout) == (tmp_path / "o.gguf").stat().st_size
