@@ -78,10 +78,12 @@ def register_all(sub: argparse._SubParsersAction, add_common: Callable[[argparse
     from quantdesk.cli_catalog import register as register_catalog
     from quantdesk.cli_chat import register as register_chat
     from quantdesk.cli_library import register as register_library
+    from quantdesk.cli_quantize import register as register_quantize
 
     register_catalog(sub, add_common)
     register_library(sub, add_common)
     register_chat(sub, add_common)
+    register_quantize(sub, add_common)
 
     # `quantdesk gui ...` is handed to the app's own parser (see cli.main); listed here for --help
     sub.add_parser("gui", help="start the desktop app; --screenshot PATH [--page NAME] renders a page offscreen")

@@ -57,7 +57,8 @@ class LibraryModel:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "repo": self.repo, "path": self.path, "quant": self.quant or "unknown",
                 "size": self.size, "sha256": self.sha256, "source": self.source, "files": self.files,
-                "verified_at": self.verified_at, "added_at": self.added_at}
+                "verified_at": self.verified_at, "added_at": self.added_at,
+                "source_sha256": self.source_sha256}
 
 
 def sha256_file(path: Path, chunk: int = 8 << 20) -> str:

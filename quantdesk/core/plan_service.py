@@ -12,6 +12,7 @@ from quantdesk.core.errors import QuantDeskError
 from quantdesk.core.hardware import Hardware
 from quantdesk.core.model_info import load_model_info
 from quantdesk.core.planner import PlanOption, default_ctx, plan_model, recommend
+from quantdesk.core.quantize_option import QuantizeOption, quantize_option
 
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -24,6 +25,7 @@ class Plan:
     hardware: Hardware
     options: list[PlanOption]
     notes: list[str] = field(default_factory=list)
+    quantize_option: QuantizeOption | None = None
 
     @property
     def recommended(self) -> PlanOption | None:
@@ -32,11 +34,12 @@ class Plan:
     def to_json(self) -> dict[str, Any]:
         return {"model": self.model, "ctx": self.ctx, "kv_type": self.kv_type,
                 "hardware": self.hardware.to_json(), "options": [o.to_json() for o in self.options],
-                "notes": self.notes}
+                "notes": self.notes,
+                "quantize_option": self.quantize_option.to_json() if self.quantize_option else None}
 
 
 def _finish(name: str, options: list[PlanOption], hw: Hardware, ctx: int | None, kv_type: str,
-            notes: list[str]) -> Plan:
+            notes: list[str], remote: bool = False) -> Plan:
     options.sort(key=lambda o: -o.size)
     effective = options[0].load_args["n_ctx"] if options else (ctx or 4096)
     recommend(options, effective)
@@ -46,7 +49,10 @@ def _finish(name: str, options: list[PlanOption], hw: Hardware, ctx: int | None,
                      "expect worse answers past that point")
     if hw.gpus and not hw.gpu_offload_supported:
         notes.append("GPU found but this build is CPU-only: plans are for the CPU")
-    return Plan(name, effective, kv_type, hw, options, notes)
+    offer = quantize_option(options, hw, effective, kv_type, remote, name)
+    if offer is not None:
+        notes.append(offer.summary())
+    return Plan(name, effective, kv_type, hw, options, notes, offer)
 
 
 def plan_local(path: str | Path, hw: Hardware, ctx: int | None = None, kv_type: str = "f16") -> Plan:
@@ -76,7 +82,7 @@ def plan_repo(repo_id: str, hw: Hardware, ctx: int | None = None, kv_type: str =
         options = [o for o in pool.map(one, entries) if o is not None]
     if not options:
         raise QuantDeskError(f"no GGUF file of {repo_id} could be read: " + "; ".join(notes))
-    return _finish(repo_id, options, hw, ctx, kv_type, notes)
+    return _finish(repo_id, options, hw, ctx, kv_type, notes, remote=True)
 
 
 def plan(model: str, hw: Hardware, ctx: int | None = None, kv_type: str = "f16") -> Plan:
