@@ -93,7 +93,7 @@ def quantize_option(options: list[PlanOption], hw: Hardware, ctx: int | None, kv
     for preset in offered_presets():
         if not _comparable(preset.name) or preset.name in present:
             continue
-        cost = job_cost(src.model, preset, hw.cpu.threads)
+        cost = job_cost(src.model, preset, hw.cpu.threads, hw.cpu.cores)
         if cost.ram_needed + RAM_RESERVE > hw.ram_available or cost.disk_needed + download > hw.disk_free:
             continue
         planned = plan_model(quantized_model_info(src.model, preset), hw, ctx, kv_type, file=src.file)

@@ -60,6 +60,7 @@ def test_output_follows_the_preset_and_the_estimate_holds(request, tmp_path, mod
     events, result = run_job(source, preset, out)
     assert result.output == out and out.is_file() and not partial_path(out).exists()
     assert result.size == out.stat().st_size and result.peak_ram > 0 and result.peak_anon > 0
+    assert result.peak_anon <= result.preflight.ram_needed  # the pre-flight's RAM model is an upper bound
     types = weight_types(out)
     info = load_model_info(source)
     # every tensor got the type QuantDesk predicted from the header (llama.cpp's mixing rules)
