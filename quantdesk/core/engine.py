@@ -170,7 +170,9 @@ class Engine:
         config = {"model": self.settings.model_settings(self.model_path), "host": self.host, "port": self.port,
                   "api_key": self.api_key, "watch_stdin": watch_stdin}
         log = open(self.log_path, "wb")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        from quantdesk.core.child_process import child_env
+
+        env = dict(child_env(), PYTHONUNBUFFERED="1")  # the child imports this very quantdesk, whatever the cwd
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "quantdesk.core.engine_child", json.dumps(config)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True,
