@@ -9,26 +9,22 @@ against the hub's own LFS hash at download time.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+from gguf import GGMLQuantizationType
 
+from quantdesk.core.errors import QuantDeskError
 from quantdesk.core.gguf_reader import TensorInfo
 from quantdesk.core.hardware import Hardware
 from quantdesk.core.model_info import ModelInfo
 from quantdesk.core.paths import resources_dir
+from quantdesk.core.quant_presets import quantized_tensors
 from quantdesk.core.quants import quality
 
-# llama.cpp's preset mixes, simplified: (most tensors, attn_v/ffn_down in the "more bits" layers, output head).
-_MIX = {"Q8_0": ("Q8_0", "Q8_0", "Q8_0"), "Q6_K": ("Q6_K", "Q6_K", "Q6_K"), "Q5_K_M": ("Q5_K", "Q6_K", "Q6_K"),
-        "Q5_K_S": ("Q5_K", "Q5_K", "Q6_K"), "Q4_K_M": ("Q4_K", "Q6_K", "Q6_K"), "Q4_K_S": ("Q4_K", "Q5_K", "Q6_K"),
-        "Q4_0": ("Q4_0", "Q4_0", "Q6_K"), "Q4_1": ("Q4_1", "Q4_1", "Q6_K"), "Q5_0": ("Q5_0", "Q5_0", "Q6_K"),
-        "Q5_1": ("Q5_1", "Q5_1", "Q6_K"), "Q3_K_L": ("Q3_K", "Q5_K", "Q6_K"), "Q3_K_M": ("Q3_K", "Q4_K", "Q6_K"),
-        "Q3_K_S": ("Q3_K", "Q3_K", "Q6_K"), "Q2_K": ("Q2_K", "Q3_K", "Q6_K"), "Q2_K_L": ("Q2_K", "Q3_K", "Q8_0"),
-        "IQ4_XS": ("IQ4_XS", "IQ4_XS", "Q6_K"), "F16": ("F16", "F16", "F16"), "BF16": ("BF16", "BF16", "BF16")}
 _FALLBACK_BPW = {"Q2_K_L": 3.4, "Q4_1": 5.0, "Q5_0": 5.5, "Q5_1": 6.0}
 
 
@@ -94,22 +90,21 @@ def load_catalog() -> Catalog:
     return Catalog(str(data.get("snapshot", "")), models)
 
 
-def _tensor_type(name: str, quant: str | None, n_layer: int) -> GGMLQuantizationType:
-    main, more, head = _MIX.get(quant or "", _MIX["Q4_K_M"])
-    if name == "output.weight":
-        return GGMLQuantizationType[head]
-    if name.endswith(("attn_v.weight", "ffn_down.weight")):
-        i = int(name.split(".")[1])
-        if i < n_layer // 8 or i >= 7 * n_layer // 8 or (i - n_layer // 8) % 3 == 2:
-            return GGMLQuantizationType[more]
-    return GGMLQuantizationType[main]
+def _preset_for(quant: str | None):
+    """llama.cpp's preset for a file's label; publishers' variants (unsloth's Q2_K_L) map to their base."""
+    from quantdesk.core.quant_presets import resolve_preset
+
+    try:
+        return resolve_preset({"Q2_K_L": "Q2_K"}.get(quant or "", quant or "Q4_K_M"))
+    except QuantDeskError:
+        return resolve_preset("Q4_K_M")
 
 
 def model_info_for(model: CatalogModel, f: CatalogFile) -> ModelInfo:
     """A header synthesized from the published shape, with tensor sizes scaled to the file's size.
 
-    Per-tensor types are approximated by the preset's main type; the total matches the real (or
-    estimated) file, which is what placement and memory depend on.
+    Per-tensor types follow llama.cpp's preset mix; the total matches the real (or estimated)
+    file, which is what placement and memory depend on.
     """
     a = model.arch
     n_layer, n_embd, n_vocab = int(a["n_layer"]), int(a["n_embd"]), int(a["n_vocab"])
@@ -131,31 +126,31 @@ def model_info_for(model: CatalogModel, f: CatalogFile) -> ModelInfo:
     if not a.get("tie_word_embeddings"):
         shapes.append(("output.weight", (n_embd, n_vocab)))
     total = model.estimated_size(f)
-    typed = []
+    f16, offset = [], 0
     for name, shape in shapes:
         n = _prod(shape)
-        if len(shape) == 1:
-            typed.append((name, shape, n, GGMLQuantizationType.F32, 4 * n))
-        else:
-            t = _tensor_type(name, f.quant, n_layer)
-            block, size = GGML_QUANT_SIZES[t]
-            typed.append((name, shape, n, t, n // block * size))
-    fixed = sum(b for *_, t, b in typed if t == GGMLQuantizationType.F32)
-    # scale the matrices to the real file (MoE experts are not listed tensor by tensor; their bytes land here)
-    scale = max(total - fixed, 1) / max(sum(b for *_, t, b in typed if t != GGMLQuantizationType.F32), 1)
-    tensors, offset = [], 0
-    for name, shape, n, t, raw in typed:
-        n_bytes = raw if t == GGMLQuantizationType.F32 else int(raw * scale)
-        tensors.append(TensorInfo(name, shape, int(t), offset, n, n_bytes))
-        offset += n_bytes
-    return ModelInfo(
+        t = GGMLQuantizationType.F32 if len(shape) == 1 else GGMLQuantizationType.F16
+        f16.append(TensorInfo(name, shape, int(t), offset, n, n * (4 if len(shape) == 1 else 2)))
+        offset += f16[-1].n_bytes
+    info = ModelInfo(
         name=model.base_model or model.repo, architecture=str(a.get("architecture") or "llama"), n_layer=n_layer,
         n_embd=n_embd, n_head=[n_head] * n_layer, n_head_kv=[n_head_kv] * n_layer, head_dim_k=head_dim,
         head_dim_v=head_dim, n_ff=[n_ff] * n_layer, n_vocab=n_vocab, n_ctx_train=int(a.get("context_length") or 0),
-        tensors=tensors, file_size=total, files=[f.path], quant=f.quant, chat_template=None,
+        tensors=f16, file_size=total, files=[f.path], quant=f.quant, chat_template=None,
         n_expert=n_expert, n_expert_used=int(a.get("n_expert_used") or 0),
         metadata={"quantdesk.source": "catalog", "quantdesk.size_estimated": f.size is None},
     )
+    typed = quantized_tensors(info, _preset_for(f.quant))  # llama.cpp's own per-tensor mix
+    fixed = sum(t.n_bytes for t in typed if t.type_id == GGMLQuantizationType.F32)
+    # scale the matrices to the real file (MoE experts are not listed tensor by tensor; their bytes land here)
+    scale = max(total - fixed, 1) / max(sum(t.n_bytes for t in typed if t.type_id != GGMLQuantizationType.F32), 1)
+    tensors, offset = [], 0
+    for t in typed:
+        n_bytes = t.n_bytes if t.type_id == GGMLQuantizationType.F32 else int(t.n_bytes * scale)
+        tensors.append(dataclasses.replace(t, offset=offset, n_bytes=n_bytes))
+        offset += n_bytes
+    return dataclasses.replace(info, tensors=tensors)
+
 
 
 def _prod(shape: tuple[int, ...]) -> int:
@@ -167,7 +162,6 @@ def _prod(shape: tuple[int, ...]) -> int:
 
 def plan_catalog_repo(repo: str, hw: Hardware, ctx: int | None = None, kv_type: str = "f16"):
     """The planner's options for a catalog repo's files, offline."""
-    from quantdesk.core.errors import QuantDeskError
     from quantdesk.core.plan_service import Plan, _finish
     from quantdesk.core.planner import plan_model
 

@@ -108,17 +108,9 @@ def plan_load(path: str | Path, hw: Hardware, ctx: int | None = None, kv_type: s
 
 
 def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "is still running"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        hint = {"SIGKILL": " (killed — often the system running out of memory)",
-                "SIGABRT": " (llama.cpp aborted)", "SIGSEGV": " (crashed)"}.get(name, "")
-        return f"was ended by {name}{hint}"
-    return f"exited with code {code}"
+    from quantdesk.core.child_process import death_reason
+
+    return "is still running" if code is None else death_reason(code)
 
 
 @dataclass
