@@ -55,7 +55,7 @@ def main() -> int:
             plain_download(hub.resolve_url("bench/Big-GGUF", src.name), work / f"plain{run}.bin")
             plain = time.perf_counter() - t0
             t0 = time.perf_counter()
-            for item in download_model("bench/Big-GGUF", entry):
+            for _item in download_model("bench/Big-GGUF", entry):
                 pass
             ours = time.perf_counter() - t0
             for p in (work / "home" / "models").rglob("*.gguf"):

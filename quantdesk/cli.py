@@ -41,6 +41,10 @@ def emit_json(data: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"] and len(argv) >= 2:  # a frozen app's llama.cpp child (core/child_process.py)
+        from quantdesk.core.child_process import run_child
+
+        return run_child(argv[1], argv[2:])
     if not argv:
         return gui_main()
     if argv[0] == "gui" and not {"-h", "--help"} & set(argv[1:]):

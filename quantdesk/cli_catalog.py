@@ -14,34 +14,24 @@ from quantdesk.core.units import fmt_bytes
 def _offline_notice(why: str) -> str:
     from quantdesk.core.catalog import load_catalog
 
-    return f"Offline ({why}): showing the bundled catalog, snapshot {load_catalog().snapshot}."
-
-
-def _catalog_search_rows(text: str, limit: int) -> list[dict]:
-    from quantdesk.core.catalog import load_catalog
-    from quantdesk.core.hub import publisher_kind
-
-    return [{"repo": m.repo, "downloads": 0, "likes": 0, "last_modified": None, "publisher": publisher_kind(m.repo),
-             "gated": False, "params": m.params, "source": "catalog"} for m in load_catalog().search(text)[:limit]]
+    return f"Offline ({why}): showing the {load_catalog().origin()}."
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     from quantdesk.core.catalog import plan_catalog_repo
+    from quantdesk.core.discover import search
     from quantdesk.core.hardware import resolve_hardware
-    from quantdesk.core.hub import HubUnreachable, search_gguf_repos
     from quantdesk.core.plan_service import plan_repo
 
+    found = search(args.text, sort=args.sort, limit=args.limit, offline=args.offline)
     notice = None
-    try:
-        if args.offline:
-            raise HubUnreachable("--offline")
-        rows = [{**r.to_json(), "best": None, "source": "hub"}
-                for r in search_gguf_repos(args.text, sort=args.sort, limit=args.limit)]
-    except HubUnreachable as exc:
+    if found.source == "hub":
+        rows = [{**r.to_json(), "best": None, "source": "hub"} for r in found.rows]
+    else:
         notice = _offline_notice("--offline" if args.offline else "the hub cannot be reached")
         if not args.offline:
-            notice += f" ({exc})"
-        rows = [{**r, "best": None} for r in _catalog_search_rows(args.text, args.limit)]
+            notice += f" ({found.reason})"
+        rows = [{**r.to_json(), "params": r.params, "best": None, "source": "catalog"} for r in found.rows]
     if notice:
         print(notice, file=sys.stderr)
     if args.fits:
@@ -131,6 +121,39 @@ def cmd_files(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_catalog(args: argparse.Namespace) -> int:
+    """Which catalog is shown offline, and refreshing it from the hub."""
+    from quantdesk.core.catalog import load_catalog
+    from quantdesk.core.catalog_refresh import refresh_catalog, refresh_due
+
+    result = None
+    if args.action == "refresh":
+        def progress(done: int, total: int, repo: str) -> None:
+            if not args.json and sys.stderr.isatty():
+                print(f"\r  {done}/{total} {repo[:60]:60}", end="", file=sys.stderr, flush=True)
+
+        result = refresh_catalog(progress=progress)
+        if not args.json and sys.stderr.isatty():
+            print(file=sys.stderr)
+    catalog = load_catalog()
+    status = {"origin": catalog.origin(), "snapshot": catalog.snapshot, "refreshed_at": catalog.refreshed_at,
+              "repos": len(catalog.models), "refreshed_repos": catalog.refreshed_repos,
+              "files": sum(len(m.files) for m in catalog.models), "refresh_due": refresh_due()}
+    if args.json:
+        emit_json({**status, **({"refresh": result.to_json()} if result else {})})
+        return 0
+    if result is not None:
+        print(f"Refreshed {len(result.refreshed)} repos from the hub in {result.seconds:.1f} s"
+              + (f"; {len(result.gone)} no longer there" if result.gone else "")
+              + (f"; {len(result.failed)} failed (kept their older data)" if result.failed else ""))
+        for repo, why in sorted(result.failed.items())[:5]:
+            print(f"  {repo}: {why}")
+    print(f"Offline catalog: {status['origin']}; {status['repos']} repos, {status['files']} files.")
+    if result is None and status["refresh_due"]:
+        print("  `quantdesk catalog refresh` updates it from the hub (exact sizes and hashes).")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser("search", help="search the hub for GGUF models")
     p.add_argument("text")
@@ -147,3 +170,7 @@ def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.Arg
     p.add_argument("--offline", action="store_true", help="use the bundled catalog, not the hub")
     add_common(p)
     p.set_defaults(func=cmd_files)
+    p = sub.add_parser("catalog", help="the offline catalog: which one is shown; refresh it from the hub")
+    p.add_argument("action", nargs="?", choices=["status", "refresh"], default="status")
+    add_common(p)
+    p.set_defaults(func=cmd_catalog)

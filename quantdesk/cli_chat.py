@@ -229,7 +229,7 @@ def _add_load_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpu-layers", type=_gpu_layers, default="auto", metavar="auto|N",
                    help="layers on the GPU (default: the planner's split for this machine)")
     p.add_argument("--kv-type", default="f16", choices=["f16", "q8_0", "q4_0"], help="KV cache type")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the Settings choice, else physical cores)")
 
 
 def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.ArgumentParser], None]) -> None:

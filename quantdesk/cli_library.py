@@ -32,7 +32,8 @@ class ProgressBar:
         text = (f"{event.state:11} {event.file[:40]:40} [{bar:30}] {frac:6.1%} "
                 f"{fmt_bytes(event.done)}/{fmt_bytes(event.total)}{speed}{eta} {event.message}")
         sys.stderr.write(("\r" + text.ljust(120)) if self.tty else text + "\n")
-        if self.tty and event.state in ("done", "verifying", "retrying"):
+        checking = event.state == "verifying" and event.message  # re-hashing a resumed part: one line, updated
+        if self.tty and event.state in ("done", "verifying", "retrying") and not checking:
             sys.stderr.write("\n")
         sys.stderr.flush()
 

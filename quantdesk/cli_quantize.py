@@ -66,32 +66,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _resolve_source(args: argparse.Namespace, hardware):
-    from quantdesk.core.plan_service import REPO_ID_RE
-    from quantdesk.core.quantize import precheck_download
-    from quantdesk.core.quantize_source import local_source, repo_source
-
-    source = local_source(args.input)
-    if source is not None:
-        return source
-    if not REPO_ID_RE.match(args.input):
-        raise QuantDeskError(f"'{args.input}' is not a file, a library model or a hub repo id (owner/name)")
-    from quantdesk.cli_library import ProgressBar
-    from quantdesk.core.downloader import DownloadEvent
-
-    bar = ProgressBar()
-    def before_download(info, download_bytes: int) -> None:
-        precheck_download(info, args.type, args.output, download_bytes, threads=args.threads, hardware=hardware)
-
-    for item in repo_source(args.input, args.revision, before_download=before_download):
-        if isinstance(item, DownloadEvent):
-            bar.update(item)
-        else:
-            source = item
-    print(f"using {source.path.name} from {args.input} (sha256 verified)", file=sys.stderr)
-    return source
-
-
 def _print_preflight(check) -> None:
     print(f"Quantizing {check.input.name} ({fmt_bytes(check.input_bytes)}) to {check.preset} with "
           f"{check.threads} threads", file=sys.stderr)
@@ -108,38 +82,44 @@ def print_report(report, preset: str) -> None:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
+    from quantdesk.cli_library import ProgressBar
+    from quantdesk.core.downloader import DownloadEvent
     from quantdesk.core.hardware import resolve_hardware
-    from quantdesk.core.quant_eval import check_eval_fits, evaluate
-    from quantdesk.core.quantize import QuantizeResult, TensorProgress, quantize
+    from quantdesk.core.quant_eval import QualityReport
+    from quantdesk.core.quantize import TensorProgress
+    from quantdesk.core.quantize_job import Registered, SourceReady, run_job
     from quantdesk.core.quantize_preflight import Preflight
-    from quantdesk.core.quantize_source import register_quantized
 
     hardware = resolve_hardware(args.hardware) if args.hardware else None
-    source = _resolve_source(args, hardware)
-    bar, result = QuantizeProgress(), None
+    download_bar, bar = ProgressBar(), QuantizeProgress()
+    registered = report = None
     cancel = threading.Event()
-    job = quantize(source.path, args.type, args.output, threads=args.threads, hardware=hardware, cancel=cancel,
-                   overwrite=args.force)
+    job = run_job(args.input, args.type, args.output, overwrite=args.force, evaluate_quality=args.eval,
+                  eval_tokens=args.eval_tokens, threads=args.threads, hardware=hardware, revision=args.revision,
+                  cancel=cancel)
     with _sigterm_as_interrupt():
         try:
             for ev in job:
-                if isinstance(ev, Preflight):
-                    if ev.ok:
-                        _print_preflight(ev)
-                        if args.eval:
-                            check_eval_fits(source.path, ev.ram_available, args.eval_tokens)
+                if isinstance(ev, DownloadEvent):
+                    download_bar.update(ev)
+                elif isinstance(ev, SourceReady) and ev.downloaded_from:
+                    print(f"using {ev.source.path.name} from {ev.downloaded_from} (sha256 verified)", file=sys.stderr)
+                elif isinstance(ev, Preflight) and ev.ok:
+                    _print_preflight(ev)
                 elif isinstance(ev, TensorProgress):
                     bar.update(ev)
-                elif isinstance(ev, QuantizeResult):
-                    result = ev
+                elif isinstance(ev, Registered):
+                    registered = ev
+                    bar.close()
+                elif isinstance(ev, QualityReport):
+                    report = ev
         finally:
             bar.close()
             cancel.set()
             job.close()  # kills the child and removes the partial file unless the job finished
-    if result is None:  # pragma: no cover - the generator either yields a result or raises
+    if registered is None:  # pragma: no cover - the job either registers its result or raises
         raise QuantDeskError("the quantizer ended without a result")
-    model = register_quantized(result.output, result.preset, source)
-    report = evaluate(source.path, result.output, n_tokens=args.eval_tokens, threads=args.threads) if args.eval else None
+    model, result = registered.model, registered.result
     if args.json:
         out = {"output": str(result.output), "size": result.size, "seconds": round(result.seconds, 3),
                "peak_ram": result.peak_ram, "type": result.preset, "name": model.name, "sha256": model.sha256,
@@ -164,7 +144,7 @@ def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.Arg
                    help="target preset, e.g. Q4_K_M, Q5_K_M, Q6_K, Q8_0, IQ4_XS (an unknown one lists them all)")
     p.add_argument("-o", "--output", default=None,
                    help="output .gguf (default: <library>/quantized/<name>-<TYPE>.gguf)")
-    p.add_argument("--threads", type=int, default=None, help="quantizer threads (default: all CPUs)")
+    p.add_argument("--threads", type=int, default=None, help="quantizer threads (default: the Settings choice, else all CPUs)")
     p.add_argument("--eval", action="store_true",
                    help="score the result against its source: KL divergence, top-1 agreement, perplexity")
     p.add_argument("--eval-tokens", type=int, default=256, metavar="N", help="tokens of sample text for --eval")

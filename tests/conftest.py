@@ -10,6 +10,7 @@ os.environ["HF_HUB_DISABLE_XET"] = "1"
 os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
 os.environ.pop("QUANTDESK_HARDWARE", None)
 os.environ.pop("HF_TOKEN", None)
+os.environ["QUANTDESK_NO_AUTO_REFRESH"] = "1"  # windows in tests never call the hub on their own
 
 import pytest  # noqa: E402
 
@@ -55,3 +56,34 @@ def fake_hub(monkeypatch):
     with FakeHub() as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
         yield hub
+
+
+CATALOG_REPO = "bartowski/Qwen2.5-0.5B-Instruct-GGUF"  # a repo of the bundled offline catalog
+
+
+@pytest.fixture
+def hub_with_catalog_repo(fake_hub, tmp_path):
+    """The fake hub publishing one bundled-catalog repo (header-only real-shaped files); the catalog
+    cache is cleared around the test so refreshed data never leaks between tests."""
+    from quantdesk.core.catalog import load_catalog
+
+    files = {"Qwen2.5-0.5B-Instruct-Q4_K_M.gguf": (factory.QWEN25_05B, "Q4_K_M"),
+             "Qwen2.5-0.5B-Instruct-Q8_0.gguf": (factory.QWEN25_05B, "Q8_0")}
+    factory.add_header_only_repo(fake_hub, CATALOG_REPO, tmp_path, files)
+    load_catalog.cache_clear()
+    yield fake_hub
+    load_catalog.cache_clear()
+
+
+@pytest.fixture
+def memory_keyring():
+    """A working OS keyring for one test (the default null backend stores nothing)."""
+    import keyring
+
+    from tests.support.memory_keyring import MemoryKeyring
+
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)

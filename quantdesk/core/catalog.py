@@ -36,10 +36,11 @@ class CatalogFile:
     sha256: str | None
     confidence: str
     source: str | None
+    parts: int = 1
 
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "quant": self.quant, "size": self.size, "sha256": self.sha256,
-                "confidence": self.confidence, "source": self.source}
+                "confidence": self.confidence, "source": self.source, "parts": self.parts}
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class CatalogModel:
     arch: dict[str, Any]
     arch_source: str | None
     files: list[CatalogFile] = field(default_factory=list)
+    hub_status: str | None = None   # "ok": files as the hub listed them; "gone": the hub no longer has it
 
     def estimated_size(self, f: CatalogFile) -> int:
         """The file's size where published, else parameters × the preset's bits per weight."""
@@ -61,13 +63,24 @@ class CatalogModel:
 
     def to_json(self) -> dict[str, Any]:
         return {"repo": self.repo, "base_model": self.base_model, "params": self.params, "arch": self.arch,
-                "arch_source": self.arch_source, "files": [f.to_json() for f in self.files]}
+                "arch_source": self.arch_source, "files": [f.to_json() for f in self.files],
+                "hub_status": self.hub_status}
 
 
 @dataclass(frozen=True)
 class Catalog:
     snapshot: str
     models: list[CatalogModel]
+    refreshed_at: str | None = None    # last full refresh from the hub, if any
+    refreshed_repos: int = 0           # repos whose files come from the hub
+
+    def origin(self) -> str:
+        """Which catalog is shown, in words (the UI and the CLI say it)."""
+        text = f"bundled catalog, snapshot {self.snapshot}"
+        if self.refreshed_repos:
+            when = f" on {self.refreshed_at[:10]}" if self.refreshed_at else ""
+            text += f", refreshed from the hub{when} ({self.refreshed_repos} of {len(self.models)} repos)"
+        return text
 
     def find(self, repo: str) -> CatalogModel | None:
         return next((m for m in self.models if m.repo.lower() == repo.lower()), None)
@@ -80,14 +93,50 @@ class Catalog:
         return sorted(hits, key=lambda m: (m.params, m.repo.lower()))
 
 
-@functools.lru_cache(maxsize=1)
+def _files(items: list[dict[str, Any]], source: str | None = None) -> list[CatalogFile]:
+    return [CatalogFile(f["path"], f.get("quant"), f.get("size"), f.get("sha256"),
+                        "hub" if source else (f.get("confidence") or "unknown"), source or f.get("source"),
+                        int(f.get("parts") or 1)) for f in items]
+
+
 def load_catalog() -> Catalog:
+    """The bundled snapshot with the last hub refresh laid over it (see ``catalog_refresh``).
+
+    Cached per refresh file and its modification time: another process refreshing it, or another
+    data folder, is seen at the next call.
+    """
+    from quantdesk.core.catalog_refresh import refresh_path
+
+    path = refresh_path()
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        stamp = None
+    return _load_catalog(str(path), stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_catalog(refresh_file: str, _stamp: int | None) -> Catalog:
+    from quantdesk.core.catalog_refresh import read_refresh
+
     data = json.loads((resources_dir() / "catalog.json").read_text(encoding="utf-8"))
-    models = [CatalogModel(m["repo"], m.get("base_model"), int(m["params"]), m["arch"], m.get("arch_source"),
-                           [CatalogFile(f["path"], f.get("quant"), f.get("size"), f.get("sha256"),
-                                        f.get("confidence") or "unknown", f.get("source")) for f in m["files"]])
-              for m in data["models"]]
-    return Catalog(str(data.get("snapshot", "")), models)
+    refresh = read_refresh()
+    hub = refresh.get("repos", {})
+    models, refreshed = [], 0
+    for m in data["models"]:
+        files, status = _files(m["files"]), None
+        seen = hub.get(m["repo"])
+        if isinstance(seen, dict) and seen.get("status") == "ok" and seen.get("files"):
+            files = _files(seen["files"], f"{refresh.get('endpoint', 'the hub')} on {str(seen.get('at', ''))[:10]}")
+            status, refreshed = "ok", refreshed + 1
+        elif isinstance(seen, dict) and seen.get("status") == "gone":
+            status = "gone"
+        models.append(CatalogModel(m["repo"], m.get("base_model"), int(m["params"]), m["arch"], m.get("arch_source"),
+                                   files, status))
+    return Catalog(str(data.get("snapshot", "")), models, refresh.get("refreshed_at"), refreshed)
+
+
+load_catalog.cache_clear = _load_catalog.cache_clear  # type: ignore[attr-defined]
 
 
 def _preset_for(quant: str | None):
@@ -169,9 +218,11 @@ def plan_catalog_repo(repo: str, hw: Hardware, ctx: int | None = None, kv_type: 
     if model is None:
         raise QuantDeskError(f"{repo} is not in the offline catalog")
     options = [plan_model(model_info_for(model, f), hw, ctx, kv_type, file=f.path) for f in model.files]
-    notes = [f"offline: planned from the bundled catalog (snapshot {load_catalog().snapshot}) using "
+    notes = [f"offline: planned from the {load_catalog().origin()} using "
              "the model's published shape; connect to the hub for exact headers"]
+    if model.hub_status == "gone":
+        notes.append(f"the hub no longer lists {repo} (seen at the last refresh)")
     if any(f.size is None for f in model.files):
         notes.append("sizes marked ~ are estimated from the parameter count; the catalog source did not list them")
-    result: Plan = _finish(repo, options, hw, ctx, kv_type, notes)
+    result: Plan = _finish(repo, options, hw, ctx, kv_type, notes, source="catalog")
     return result

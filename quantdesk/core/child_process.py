@@ -3,22 +3,69 @@
 llama.cpp can abort the process it runs in and ignores Python's signals while inside a long C
 call; running it in a child keeps the app alive and makes cancel immediate (SIGKILL to the
 group). The outcome of a child that died is described in one sentence.
+
+From source a child is ``python -m MODULE``. In a frozen bundle (PyInstaller) ``sys.executable``
+is the app itself, not a Python, so a child is the app again with a hidden first argument,
+``--child MODULE``, which ``quantdesk.cli.main`` hands to :func:`run_child`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import runpy
 import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+CHILD_FLAG = "--child"
+# The modules a frozen app may run as a child; the bundle spec lists them as hidden imports.
+CHILD_MODULES = ("quantdesk.core.engine_child", "quantdesk.core.quantize_child", "quantdesk.core.quant_eval_child")
+# The console twin of the windowed Windows app (installer/quantdesk.spec): a child needs real stdio.
+WINDOWS_CONSOLE_EXE = "quantdesk-cli.exe"
+
+
+def is_frozen() -> bool:
+    return bool(getattr(sys, "frozen", False))
+
+
+def child_command(module: str) -> list[str]:
+    """The argv that runs ``module`` as ``__main__`` in a new process, from source or frozen."""
+    if not is_frozen():
+        return [sys.executable, "-m", module]
+    exe = Path(sys.executable)
+    if os.name == "nt" and (exe.parent / WINDOWS_CONSOLE_EXE).is_file():
+        exe = exe.parent / WINDOWS_CONSOLE_EXE
+    return [str(exe), CHILD_FLAG, module]
+
+
+def child_window_flags() -> int:
+    """Windows creation flags that keep a frozen windowed app's console children from opening a
+    console window; 0 elsewhere, and from source (where behaviour stays as it always was)."""
+    if os.name == "nt" and is_frozen():
+        return getattr(subprocess, "CREATE_NO_WINDOW", 0)
+    return 0
+
+
+def run_child(module: str, args: list[str]) -> int:
+    """The frozen app's ``--child MODULE ARGS...``: run the module as ``python -m`` would (its
+    ``SystemExit`` passes through, so the exit status is the module's own)."""
+    if module not in CHILD_MODULES:
+        print(f"quantdesk: {module!r} is not a QuantDesk child process", file=sys.stderr)
+        return 2
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+    return 0
+
 
 def child_env() -> dict[str, str]:
     """The environment with this very ``quantdesk`` first on the path: the child must run the same
-    code as its parent, whatever the working directory or another installed copy."""
+    code as its parent, whatever the working directory or another installed copy. A frozen child
+    imports from its own bundle and ignores PYTHONPATH, so its environment is left as it is."""
+    if is_frozen():
+        return dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
@@ -31,8 +78,8 @@ def spawn_module(module: str, job: dict[str, Any] | None) -> subprocess.Popen:
     With ``job=None`` stdin is a pipe instead: the child reads its job from there, when it comes.
     """
     kwargs: dict[str, Any] = {"start_new_session": True} if os.name == "posix" else {
-        "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
-    args = [sys.executable, "-m", module] + ([json.dumps(job)] if job is not None else [])
+        "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) | child_window_flags()}
+    args = child_command(module) + ([json.dumps(job)] if job is not None else [])
     return subprocess.Popen(args, stdin=subprocess.DEVNULL if job is not None else subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
                             errors="replace", env=child_env(), **kwargs)

@@ -100,6 +100,16 @@ class DownloadQueue:
         db.execute("PRAGMA journal_mode=WAL")
         return db
 
+    def set_max_concurrent(self, n: int) -> None:
+        """Change the limit now: a higher one starts queued jobs, a lower one lets running jobs finish."""
+        self.max_concurrent = max(1, n)
+        self._pump()
+
+    def busy(self) -> bool:
+        """True while a job is writing, or queued to write, into the models folder."""
+        with self._lock:
+            return bool(self._threads) or any(j.state == "queued" for j in self.jobs())
+
     # --- reading -----------------------------------------------------------------------------
     def jobs(self) -> list[DownloadJob]:
         with self._db() as db:
@@ -134,12 +144,14 @@ class DownloadQueue:
         self._pump()
         return job
 
-    def pause(self, job_id: int) -> None:
-        self._stop(job_id, "paused")
+    def pause(self, job_id: int, wait: bool = True) -> None:
+        """Stop, keeping the partial files. ``wait=False`` returns at once (a GUI must not wait for a
+        worker stuck in a stalled read or a backoff); the worker records the state when it stops."""
+        self._stop(job_id, "paused", wait)
 
-    def cancel(self, job_id: int) -> None:
-        """Stop and forget: the partial files are removed."""
-        self._stop(job_id, "cancelled")
+    def cancel(self, job_id: int, wait: bool = True) -> None:
+        """Stop and forget: the partial files are removed (by the worker, with ``wait=False``)."""
+        self._stop(job_id, "cancelled", wait)
 
     def resume(self, job_id: int) -> None:
         job = self.get(job_id)
@@ -158,7 +170,7 @@ class DownloadQueue:
         with self._db() as db:
             db.execute("DELETE FROM downloads WHERE id=?", (job_id,))
 
-    def _stop(self, job_id: int, state: str) -> None:
+    def _stop(self, job_id: int, state: str, wait: bool = True) -> threading.Thread | None:
         with self._lock:
             job = self.get(job_id)
             event = self._cancels.get(job_id)
@@ -172,8 +184,9 @@ class DownloadQueue:
                     self._set(job_id, state=state)
                     if state == "cancelled":
                         self._remove_partials(job)
-        if thread is not None:
+        if thread is not None and wait:
             thread.join(timeout=30)
+        return thread
 
     def _remove_partials(self, job: DownloadJob) -> None:
         for part in job.entry.parts:
@@ -183,9 +196,7 @@ class DownloadQueue:
         """Block until nothing is running or queued (for the CLI and tests)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            with self._lock:
-                busy = bool(self._threads) or any(j.state == "queued" for j in self.jobs())
-            if not busy:
+            if not self.busy():
                 return True
             if deadline is not None and time.monotonic() > deadline:
                 return False
@@ -194,8 +205,10 @@ class DownloadQueue:
     def shutdown(self) -> None:
         """Stop what runs (partials kept) and leave it queued, so the next start resumes it."""
         self._closed = True
-        for job_id in list(self._threads):
-            self._stop(job_id, "queued")
+        threads = [t for job_id in list(self._threads) if (t := self._stop(job_id, "queued", wait=False))]
+        deadline = time.monotonic() + 30  # all stop together: one stalled read does not delay the others
+        for thread in threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     # --- workers -----------------------------------------------------------------------------
     def _pump(self) -> None:

@@ -135,15 +135,22 @@ class _HashingWriter:
             raise self.error
 
 
-def _hash_existing(path: Path) -> tuple["hashlib._Hash", int]:
-    sha = hashlib.sha256()
-    done = 0
-    if path.exists():
-        with path.open("rb") as fh:
-            while chunk := fh.read(8 * CHUNK):
-                sha.update(chunk)
-                done += len(chunk)
-    return sha, done
+def _hash_existing(path: Path, sha: "hashlib._Hash", cancel: threading.Event | None) -> Iterator[int]:
+    """Hash the part already on disk into ``sha``, yielding the bytes hashed about 4 times a second
+    (a resumed multi-GB file takes a while: the user sees it move, and may pause it)."""
+    done, last = 0, time.monotonic()
+    if not path.exists():
+        return
+    with path.open("rb") as fh:
+        while chunk := fh.read(8 * CHUNK):
+            sha.update(chunk)
+            done += len(chunk)
+            if time.monotonic() - last > 0.25:
+                last = time.monotonic()
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled(f"{path.name}: paused while checking the part already downloaded")
+                yield done
+    yield done
 
 
 def _disk_full(exc: OSError) -> QuantDeskError:
@@ -165,7 +172,9 @@ def download_part(repo_id: str, part: RepoFilePart, revision: str | None = None,
     headers = build_hf_headers(token=hub_token())
     part_file = partial_path(repo_id, part.path)
     part_file.parent.mkdir(parents=True, exist_ok=True)
-    sha, done = _hash_existing(part_file)
+    sha, done = hashlib.sha256(), 0
+    for done in _hash_existing(part_file, sha, cancel):
+        yield DownloadEvent("verifying", part.path, done, part.size, message="checking the part already downloaded")
     if done > part.size:  # a leftover larger than the file: start over
         part_file.unlink()
         sha, done = hashlib.sha256(), 0

@@ -16,13 +16,13 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from quantdesk.core.child_process import child_command, child_env, child_window_flags
 from quantdesk.core.errors import QuantDeskError
 from quantdesk.core.hardware import Hardware
 from quantdesk.core.paths import data_dir
@@ -86,8 +86,12 @@ class PlannedLoad:
 
 def plan_load(path: str | Path, hw: Hardware, ctx: int | None = None, kv_type: str = "f16",
               gpu_layers: str | int = "auto", threads: int | None = None) -> PlannedLoad:
-    """Load settings from the planner for this machine; ``gpu_layers`` N overrides its split."""
+    """Load settings from the planner for this machine; ``gpu_layers`` N overrides its split.
+
+    ``threads`` None falls back to the Settings page's choice, then to the planner's (physical cores).
+    """
     from quantdesk.core.plan_service import plan_local
+    from quantdesk.core.settings import configured_threads
 
     plan = plan_local(path, hw, ctx, kv_type)
     option = plan.options[0]
@@ -98,6 +102,7 @@ def plan_load(path: str | Path, hw: Hardware, ctx: int | None = None, kv_type: s
     args = dict(option.load_args)
     if gpu_layers != "auto":
         args["n_gpu_layers"] = int(gpu_layers)
+    threads = threads or configured_threads()
     if threads:
         args["n_threads"] = threads
     settings = LoadSettings(**{k: v for k, v in args.items() if k in LoadSettings.__dataclass_fields__})
@@ -162,12 +167,11 @@ class Engine:
         config = {"model": self.settings.model_settings(self.model_path), "host": self.host, "port": self.port,
                   "api_key": self.api_key, "watch_stdin": watch_stdin}
         log = open(self.log_path, "wb")
-        from quantdesk.core.child_process import child_env
-
         env = dict(child_env(), PYTHONUNBUFFERED="1")  # the child imports this very quantdesk, whatever the cwd
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "quantdesk.core.engine_child", json.dumps(config)],
+            child_command("quantdesk.core.engine_child") + [json.dumps(config)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True,
+            creationflags=child_window_flags(),
         )
         log.close()
         line = self._read_ready(timeout, cancel)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from quantdesk.core.errors import QuantDeskError
 
@@ -32,6 +31,20 @@ _SCALARS: dict[int, tuple[str, int]] = {
     6: ("f", 4), 7: ("?", 1), 10: ("Q", 8), 11: ("q", 8), 12: ("d", 8),
 }
 _STRING, _ARRAY = 8, 9
+
+
+
+def _ggml_types():
+    """gguf's type enum, imported on first use: the gguf package pulls numpy in (slow at start-up)."""
+    from gguf import GGMLQuantizationType
+
+    return GGMLQuantizationType
+
+
+def _ggml_sizes():
+    from gguf import GGML_QUANT_SIZES
+
+    return GGML_QUANT_SIZES
 
 
 class GGUFError(QuantDeskError):
@@ -66,7 +79,7 @@ class TensorInfo:
     @property
     def type_name(self) -> str:
         try:
-            return GGMLQuantizationType(self.type_id).name
+            return _ggml_types()(self.type_id).name
         except ValueError:
             return f"type{self.type_id}"
 
@@ -92,7 +105,7 @@ class GGUFHeader:
 
 def tensor_nbytes(type_id: int, shape: tuple[int, ...], name: str = "?") -> int:
     try:
-        block, size = GGML_QUANT_SIZES[GGMLQuantizationType(type_id)]
+        block, size = _ggml_sizes()[_ggml_types()(type_id)]
     except (ValueError, KeyError):
         raise GGUFError(f"tensor '{name}' has unknown type {type_id} (newer than this QuantDesk?)") from None
     n = 1

@@ -21,7 +21,10 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 
 
 def hub_endpoint() -> str:
-    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    """``HF_ENDPOINT`` wins (how tests and mirrors point the client elsewhere), then Settings."""
+    from quantdesk.core.settings import load_settings
+
+    return (os.environ.get("HF_ENDPOINT") or load_settings().hub_endpoint or DEFAULT_ENDPOINT).rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,15 @@ def list_repo_ggufs(repo_id: str, revision: str | None = None) -> list[RepoGGUF]
         sha = lfs.sha256 if lfs is not None else None
         size = s.size if s.size is not None else (lfs.size if lfs is not None else 0)
         parts.append(RepoFilePart(path=s.rfilename, size=int(size or 0), sha256=sha))
-    return group_gguf_files(parts)
+    entries = group_gguf_files(parts)
+    if revision is None:
+        from quantdesk.core.catalog_refresh import remember_repo
+
+        try:
+            remember_repo(repo_id, entries)  # an online listing keeps the offline catalog current for free
+        except OSError:
+            pass  # a read-only data folder costs only freshness
+    return entries
 
 
 # Organisations whose files are the model's own or come from quantizers the community relies on;
@@ -153,6 +164,7 @@ class RepoSummary:
     last_modified: str | None
     publisher: str | None
     gated: bool
+    params: int | None = None  # known for offline catalog rows; the hub's listing does not say
 
     def to_json(self) -> dict[str, Any]:
         return {"repo": self.repo_id, "downloads": self.downloads, "likes": self.likes,

@@ -24,8 +24,11 @@ def data_dir() -> Path:
 
 
 def models_dir() -> Path:
-    """The library's folder for GGUF files (settings may move it later)."""
-    path = data_dir() / "models"
+    """The library's folder for GGUF files: ``<data folder>/models`` unless Settings moved it."""
+    from quantdesk.core.settings import load_settings
+
+    chosen = load_settings().models_dir
+    path = Path(chosen).expanduser() if chosen else data_dir() / "models"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -26,6 +26,8 @@ class Plan:
     options: list[PlanOption]
     notes: list[str] = field(default_factory=list)
     quantize_option: QuantizeOption | None = None
+    source: str = "file"  # "file" (a local GGUF), "hub" (remote headers) or "catalog" (the offline snapshot)
+    input_notes: list[str] = field(default_factory=list)  # notes about the inputs, which a re-plan keeps
 
     @property
     def recommended(self) -> PlanOption | None:
@@ -39,7 +41,8 @@ class Plan:
 
 
 def _finish(name: str, options: list[PlanOption], hw: Hardware, ctx: int | None, kv_type: str,
-            notes: list[str], remote: bool = False) -> Plan:
+            notes: list[str], source: str = "file") -> Plan:
+    input_notes = list(notes)
     options.sort(key=lambda o: -o.size)
     effective = options[0].load_args["n_ctx"] if options else (ctx or 4096)
     recommend(options, effective)
@@ -49,10 +52,10 @@ def _finish(name: str, options: list[PlanOption], hw: Hardware, ctx: int | None,
                      "expect worse answers past that point")
     if hw.gpus and not hw.gpu_offload_supported:
         notes.append("GPU found but this build is CPU-only: plans are for the CPU")
-    offer = quantize_option(options, hw, effective, kv_type, remote, name)
+    offer = quantize_option(options, hw, effective, kv_type, source == "hub", name)
     if offer is not None:
         notes.append(offer.summary())
-    return Plan(name, effective, kv_type, hw, options, notes, offer)
+    return Plan(name, effective, kv_type, hw, options, notes, offer, source, input_notes)
 
 
 def plan_local(path: str | Path, hw: Hardware, ctx: int | None = None, kv_type: str = "f16") -> Plan:
@@ -82,7 +85,16 @@ def plan_repo(repo_id: str, hw: Hardware, ctx: int | None = None, kv_type: str =
         options = [o for o in pool.map(one, entries) if o is not None]
     if not options:
         raise QuantDeskError(f"no GGUF file of {repo_id} could be read: " + "; ".join(notes))
-    return _finish(repo_id, options, hw, ctx, kv_type, notes, remote=True)
+    return _finish(repo_id, options, hw, ctx, kv_type, notes, source="hub")
+
+
+def replan(previous: Plan, hw: Hardware, ctx: int | None = None, kv_type: str = "f16") -> Plan:
+    """The same files at another context, KV-cache type or machine, from the headers already read.
+
+    No file or network access: a context slider can re-plan a remote repo live.
+    """
+    options = [plan_model(o.model, hw, ctx, kv_type, file=o.file) for o in previous.options if o.model is not None]
+    return _finish(previous.model, options, hw, ctx, kv_type, list(previous.input_notes), previous.source)
 
 
 def plan(model: str, hw: Hardware, ctx: int | None = None, kv_type: str = "f16") -> Plan:
@@ -94,4 +106,4 @@ def plan(model: str, hw: Hardware, ctx: int | None = None, kv_type: str = "f16")
     raise QuantDeskError(f"'{model}' is neither a .gguf file nor a hub repo id (owner/name)")
 
 
-__all__ = ["Plan", "plan", "plan_local", "plan_repo", "default_ctx"]
+__all__ = ["Plan", "plan", "plan_local", "plan_repo", "replan", "default_ctx"]

@@ -16,9 +16,10 @@ from typing import Any
 
 from quantdesk.core.child_process import death_reason, kill_tree, spawn_module
 from quantdesk.core.errors import QuantDeskError
-from quantdesk.core.model_info import load_model_info
+from quantdesk.core.model_info import ModelInfo, load_model_info
 from quantdesk.core.paths import resources_dir
 from quantdesk.core.quantize_preflight import default_threads
+from quantdesk.core.settings import configured_threads
 from quantdesk.core.units import fmt_bytes
 
 DEFAULT_TOKENS = 256
@@ -48,17 +49,27 @@ def sample_text() -> Path:
     return resources_dir() / "eval" / "sample.txt"
 
 
-def eval_ram_needed(reference: str | Path, n_tokens: int = DEFAULT_TOKENS) -> int:
-    """RAM the evaluation needs at its peak: the larger (source) model resident plus two logit tables."""
-    info = load_model_info(reference)
+def eval_ram_needed(reference: str | Path | ModelInfo, n_tokens: int = DEFAULT_TOKENS) -> int:
+    """RAM the evaluation needs at its peak: the larger (source) model resident plus two logit tables.
+
+    ``reference`` may be a header read from the hub: the figure is known before the download.
+    """
+    info = reference if isinstance(reference, ModelInfo) else load_model_info(reference)
     return info.file_size + 2 * 4 * (n_tokens + 8) * max(1, info.n_vocab) + EVAL_BASE_RAM
 
 
+def eval_problem(need: int, ram_available: int) -> str | None:
+    """Why the evaluation cannot run here, or None when it fits."""
+    if need <= ram_available:
+        return None
+    return (f"the quality evaluation loads the full-precision source ({fmt_bytes(need)} with its logits) but only "
+            f"{fmt_bytes(ram_available)} of RAM is available; quantize without evaluating")
+
+
 def check_eval_fits(reference: str | Path, ram_available: int, n_tokens: int = DEFAULT_TOKENS) -> None:
-    need = eval_ram_needed(reference, n_tokens)
-    if need > ram_available:
-        raise QuantDeskError(f"--eval loads the full-precision source ({fmt_bytes(need)} with its logits) but only "
-                             f"{fmt_bytes(ram_available)} of RAM is available; quantize without --eval")
+    problem = eval_problem(eval_ram_needed(reference, n_tokens), ram_available)
+    if problem:
+        raise QuantDeskError(problem)
 
 
 def evaluate(reference: str | Path, quantized: str | Path, *, n_tokens: int = DEFAULT_TOKENS,
@@ -70,7 +81,7 @@ def evaluate(reference: str | Path, quantized: str | Path, *, n_tokens: int = DE
     if info.n_ctx_train:
         n_tokens = min(n_tokens, info.n_ctx_train)
     job = {"reference": str(reference), "quantized": str(quantized), "text_file": str(sample_text()),
-           "n_tokens": n_tokens, "threads": threads or default_threads()}
+           "n_tokens": n_tokens, "threads": threads or configured_threads() or default_threads()}
     proc = spawn_module("quantdesk.core.quant_eval_child", job)
     out = err = ""
     try:

@@ -10,6 +10,7 @@ child's whole process group and removes the partial file.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import queue
@@ -117,7 +118,8 @@ def prepare(input_path: str | Path, preset_name: str, output: str | Path | None 
     if any(Path(f).absolute() == out for f in model.files):
         raise QuantDeskError("the output would overwrite the input; choose another -o")
     if out.exists() and not overwrite:
-        raise QuantDeskError(f"{out} already exists; remove it, choose another -o or pass --force")
+        raise QuantDeskError(f"{out} already exists; remove it, choose another output file (-o) or overwrite it "
+                             "(--force)")
     check = preflight(model, preset, out, threads=threads, hardware=_hardware(hardware),
                       ram_available=ram_available, disk_free=disk_free)
     return model, preset, check
@@ -130,19 +132,27 @@ def output_path(model: ModelInfo, preset: QuantPreset, output: str | Path | None
     return out
 
 
-def precheck_download(model: ModelInfo, preset_name: str, output: str | Path | None, download_bytes: int, *,
-                      threads: int | None = None, hardware: Hardware | None = None) -> Preflight:
-    """Pre-flight from a remote header, before the full-precision file is downloaded at all."""
+def preflight_download(model: ModelInfo, preset_name: str, output: str | Path | None, download_bytes: int, *,
+                       threads: int | None = None, hardware: Hardware | None = None) -> Preflight:
+    """Pre-flight from a remote header, before the full-precision file is downloaded at all; the
+    download counts against the free disk too."""
     preset = resolve_preset(preset_name)
     check = preflight(model, preset, output_path(model, preset, output), threads=threads,
                       hardware=_hardware(hardware))
+    if check.disk_needed <= check.disk_free < check.disk_needed + download_bytes:
+        check = dataclasses.replace(check, problems=[*check.problems, (
+            f"not enough disk space: downloading {Path(model.files[0]).name} ({fmt_bytes(download_bytes)}) and "
+            f"quantizing it to {preset.name} needs about {fmt_bytes(check.disk_needed + download_bytes)} but only "
+            f"{fmt_bytes(check.disk_free)} is free")])
+    return check
+
+
+def precheck_download(model: ModelInfo, preset_name: str, output: str | Path | None, download_bytes: int, *,
+                      threads: int | None = None, hardware: Hardware | None = None) -> Preflight:
+    """``preflight_download`` that raises when the job cannot run."""
+    check = preflight_download(model, preset_name, output, download_bytes, threads=threads, hardware=hardware)
     if not check.ok:
         raise QuantDeskError(check.reason)
-    if check.disk_needed + download_bytes > check.disk_free:
-        raise QuantDeskError(f"not enough disk space: downloading {Path(model.files[0]).name} "
-                             f"({fmt_bytes(download_bytes)}) and quantizing it to {preset.name} needs about "
-                             f"{fmt_bytes(check.disk_needed + download_bytes)} but only {fmt_bytes(check.disk_free)} "
-                             "is free")
     return check
 
 

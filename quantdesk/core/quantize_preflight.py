@@ -29,6 +29,7 @@ from quantdesk.core.quant_presets import (
     is_quantizable,
     target_types,
 )
+from quantdesk.core.settings import configured_threads
 from quantdesk.core.units import fmt_bytes
 
 MiB = 1 << 20
@@ -170,9 +171,10 @@ def preflight(model: ModelInfo, preset: QuantPreset, output: Path, *, threads: i
 
     ``hardware`` (a ``--hardware`` spec or preset) supplies RAM, disk and cores instead of this
     machine's; ``ram_available``/``disk_free`` override both (tests, the GUI's "what if").
+    ``threads`` None: the Settings page's choice, else every CPU this process may use.
     """
     check_input(model, Path(model.files[0]).name)
-    threads = threads or (hardware.cpu.threads if hardware else default_threads())
+    threads = threads or configured_threads() or (hardware.cpu.threads if hardware else default_threads())
     cores = hardware.cpu.cores if hardware else physical_cores()
     cost = job_cost(model, preset, threads, cores)
     if hardware is not None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from quantdesk.core.errors import QuantDeskError
+from quantdesk.core.hub import RepoGGUF
 from quantdesk.core.library import Library, LibraryModel, sha256_file
 from quantdesk.core.model_info import ModelInfo, split_parts
 from quantdesk.core.quant_presets import FULL_PRECISION
@@ -50,7 +51,7 @@ def local_source(spec: str, library: Library | None = None) -> QuantizeSource | 
     return None
 
 
-def pick_full_precision(repo_id: str, entries: list) -> object:
+def pick_full_precision(repo_id: str, entries: list[RepoGGUF]) -> RepoGGUF:
     """The repo's F16/BF16/F32 file; a clear error says what the repo has instead."""
     full = [e for e in entries if (e.quant or "").upper() in FULL_PRECISION]
     if not full:
@@ -58,6 +59,15 @@ def pick_full_precision(repo_id: str, entries: list) -> object:
         raise QuantDeskError(f"{repo_id} has no full-precision (F16, BF16 or F32) GGUF to quantize from; it has: "
                              f"{have} — download one of those instead")
     return min(full, key=lambda e: (_PREFERENCE.get((e.quant or "").upper(), 9), e.size))
+
+
+def library_copy(repo_id: str, entry: RepoGGUF, library: Library | None = None) -> QuantizeSource | None:
+    """The repo's full-precision file when it was downloaded into the library before."""
+    for model in (library or Library()).models():
+        if model.repo == repo_id and model.source == "downloaded" and \
+                Path(model.files[0]["path"]).name == Path(entry.first).name and Path(model.path).exists():
+            return QuantizeSource(Path(model.path), model.files[0]["sha256"], repo_id, model.name)
+    return None
 
 
 def repo_source(repo_id: str, revision: str | None = None, cancel: threading.Event | None = None,
@@ -74,11 +84,10 @@ def repo_source(repo_id: str, revision: str | None = None, cancel: threading.Eve
     library = library or Library()
     entries = list_repo_ggufs(repo_id, revision)
     entry = pick_full_precision(repo_id, entries)
-    for model in library.models():
-        if model.repo == repo_id and model.source == "downloaded" and \
-                Path(model.files[0]["path"]).name == Path(entry.first).name and Path(model.path).exists():
-            yield QuantizeSource(Path(model.path), model.files[0]["sha256"], repo_id, model.name)
-            return
+    have = library_copy(repo_id, entry, library)
+    if have is not None:
+        yield have
+        return
     if before_download is not None:
         from quantdesk.core.remote_gguf import remote_model_info
 

@@ -4,90 +4,294 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Iterator, Mapping
 
-from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QApplication, QHBoxLayout, QListWidget, QMainWindow, QStackedWidget, QWidget
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (QApplication, QHBoxLayout, QListWidget, QMainWindow, QStackedWidget, QVBoxLayout,
+                               QWidget)
 
 from quantdesk import __version__
 from quantdesk.core.hardware import Hardware, resolve_hardware
-from quantdesk.gui.chat_page import ChatPage
-from quantdesk.gui.hardware_page import HardwarePage
-from quantdesk.gui.plan_page import PlanPage
+from quantdesk.core.settings import load_settings
+from quantdesk.gui.context import AppContext
+from quantdesk.gui.error_bridge import ErrorBanner
+from quantdesk.gui.theme import apply_theme
 
-PAGES = ["hardware", "plan", "chat"]
+
+def _hardware_page(ctx: AppContext) -> QWidget:
+    from quantdesk.gui.hardware_page import HardwarePage
+
+    page = HardwarePage(context=ctx)
+    page.show_hardware(ctx.hardware)
+    ctx.hardware_changed.connect(page.show_hardware)
+    return page
+
+
+def _discover_page(ctx: AppContext) -> QWidget:
+    from quantdesk.gui.discover_page import DiscoverPage
+
+    return DiscoverPage(ctx)
+
+
+def _downloads_page(ctx: AppContext) -> QWidget:
+    from quantdesk.gui.downloads_page import DownloadsPage
+
+    return DownloadsPage(ctx)
+
+
+def _library_page(ctx: AppContext) -> QWidget:
+    from quantdesk.gui.library_page import LibraryPage
+
+    return LibraryPage(ctx)
+
+
+def _chat_page(ctx: AppContext) -> QWidget:
+    from quantdesk.gui.chat_page import ChatPage
+
+    return ChatPage(ctx.hardware, errors=ctx.errors)
+
+
+def _quantize_page(ctx: AppContext) -> QWidget:
+    from quantdesk.gui.quantize_page import QuantizePage
+
+    return QuantizePage(ctx)
+
+
+def _settings_page(ctx: AppContext) -> QWidget:
+    from quantdesk.gui.settings_page import SettingsPage
+
+    return SettingsPage(ctx)
+
+
+# name → (sidebar title, factory). The order is the sidebar's order.
+PAGE_FACTORIES: dict[str, tuple[str, Callable[[AppContext], QWidget]]] = {
+    "hardware": ("Hardware", _hardware_page),
+    "discover": ("Discover", _discover_page),
+    "downloads": ("Downloads", _downloads_page),
+    "library": ("Library", _library_page),
+    "quantize": ("Quantize", _quantize_page),
+    "chat": ("Chat", _chat_page),
+    "settings": ("Settings", _settings_page),
+}
+PAGES = list(PAGE_FACTORIES)
+PAGE_ALIASES = {"plan": "discover"}  # the Plan page became part of Discover; old names keep working
+
+
+class _Pages(Mapping):
+    """``window.pages[name]``: every page by name, built on first access."""
+
+    def __init__(self, window: MainWindow) -> None:
+        self._window = window
+
+    def __getitem__(self, name: str) -> QWidget:
+        if name not in PAGE_FACTORIES:
+            raise KeyError(name)
+        return self._window.page(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(PAGES)
+
+    def __len__(self) -> int:
+        return len(PAGES)
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, hardware: Hardware) -> None:
+    def __init__(self, hardware: Hardware, context: AppContext | None = None) -> None:
         super().__init__()
         self.setWindowTitle(f"QuantDesk {__version__}")
-        self.hardware_page = HardwarePage()
-        self.hardware_page.show_hardware(hardware)
-        self.plan_page = PlanPage(hardware)
-        self.chat_page = ChatPage(hardware)
+        self.context = context or AppContext(hardware, self)
+        self.context.errors.install_excepthook()
+        self._built: dict[str, QWidget] = {}
+        self.pages = _Pages(self)
         self.sidebar = QListWidget()
-        self.sidebar.addItems([p.capitalize() for p in PAGES])
-        self.sidebar.setFixedWidth(140)
+        self.sidebar.setFixedWidth(150)
         self.sidebar.setAccessibleName("Pages")
+        self.sidebar.setObjectName("sidebar")
+        self.sidebar.setStyleSheet("#sidebar { border: none; font-size: 11pt; outline: 0; }"
+                                   "#sidebar::item { padding: 9px 12px; border-radius: 4px; }"
+                                   "#sidebar::item:selected { background: palette(highlight);"
+                                   " color: palette(highlighted-text); }")
         self.stack = QStackedWidget()
-        for page in (self.hardware_page, self.plan_page, self.chat_page):
-            self.stack.addWidget(page)
-        self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
+        self.context.page_badge.connect(self._set_badge)
+        for _name, (title, _factory) in PAGE_FACTORIES.items():
+            self.sidebar.addItem(title)
+            self.stack.addWidget(QWidget())  # a placeholder until the page is first needed
+        self.sidebar.currentRowChanged.connect(self._row_changed)
+        self.banner = ErrorBanner(self.context.errors)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.banner)
+        right_layout.addWidget(self.stack, 1)
         central = QWidget()
         layout = QHBoxLayout(central)
         layout.addWidget(self.sidebar)
-        layout.addWidget(self.stack, 1)
+        layout.addWidget(right, 1)
         self.setCentralWidget(central)
-        self.resize(1000, 640)
-        self._settings = QSettings("QuantDesk", "QuantDesk")
-        geometry = self._settings.value("geometry")
+        self.resize(1100, 700)
+        for i, name in enumerate(PAGES[:9], start=1):  # Ctrl+1…: jump to a page
+            shortcut = QShortcut(QKeySequence(f"Ctrl+{i}"), self)
+            shortcut.activated.connect(lambda name=name: self.show_page(name))
+            self.sidebar.item(i - 1).setToolTip(f"{self.sidebar.item(i - 1).text()} (Ctrl+{i})")
+        self.context.show_page.connect(self.show_page)
+        self.context.open_in_chat.connect(self.open_in_chat)
+        state = self.context.state
+        geometry = state.value("geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
-        self.chat_page.select_model(str(self._settings.value("chat/model", "") or ""))
-        self.show_page(str(self._settings.value("page", "hardware")))
+        self.show_page(str(state.value("page", "hardware")))
+        # the shown page is built now, the others once the window has painted, one per event-loop turn
+        self._builder = QTimer(self, singleShot=True, interval=200, timeout=self._build_next)  # dies with us
+        self._builder.start()
+        self.context.refresh_catalog_in_background()
+
+    # --- pages, built on first need ----------------------------------------------------------
+    def page(self, name: str) -> QWidget:
+        """The page called ``name``, built now if it was not yet."""
+        built = self._built.get(name)
+        if built is not None:
+            return built
+        title, factory = PAGE_FACTORIES[name]
+        page = factory(self.context)
+        page.setObjectName(f"{name}Page")
+        index = PAGES.index(name)
+        placeholder = self.stack.widget(index)
+        current = self.stack.currentIndex()
+        self.stack.insertWidget(index, page)
+        self.stack.removeWidget(placeholder)
+        placeholder.deleteLater()
+        self.stack.setCurrentIndex(current)
+        self._built[name] = page
+        if name == "chat":
+            page.select_model(str(self.context.state.value("chat/model", "") or ""))
+        return page
+
+    def _build_next(self) -> None:
+        missing = [name for name in PAGES if name not in self._built]
+        if missing:
+            self.page(missing[0])
+            self._builder.start(0)
+
+    def _row_changed(self, row: int) -> None:
+        if 0 <= row < len(PAGES):
+            self.page(PAGES[row])
+            self.stack.setCurrentIndex(row)
+
+    # the pages other code and tests reach directly
+    @property
+    def hardware_page(self):
+        return self.pages["hardware"]
+
+    @property
+    def discover_page(self):
+        return self.pages["discover"]
+
+    @property
+    def chat_page(self):
+        return self.pages["chat"]
 
     def show_page(self, name: str) -> None:
+        name = PAGE_ALIASES.get(name, name)
         self.sidebar.setCurrentRow(PAGES.index(name) if name in PAGES else 0)
 
+    def _set_badge(self, name: str, text: str) -> None:
+        if name in PAGES:
+            title = PAGE_FACTORIES[name][0]
+            self.sidebar.item(PAGES.index(name)).setText(f"{title} ({text})" if text else title)
+
+    def current_page(self) -> str:
+        return PAGES[max(0, self.sidebar.currentRow())]
+
+    def open_in_chat(self, path: str) -> None:
+        """Switch to Chat with this model picked and loading."""
+        self.chat_page.refresh_models()
+        self.show_page("chat")
+        if self.chat_page.select_model(path):
+            self.chat_page.load_model(path)
+        else:
+            self.context.errors.report("Chat", f"the model file {path} is missing", "Check the Library page.")
+
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt naming
-        self._settings.setValue("geometry", self.saveGeometry())
-        self._settings.setValue("page", PAGES[self.sidebar.currentRow()])
-        if self.chat_page.model_path():
-            self._settings.setValue("chat/model", self.chat_page.model_path())
-        self.chat_page.shutdown()  # the model's process ends with the window
+        state = self.context.state
+        state.setValue("geometry", self.saveGeometry())
+        state.setValue("page", self.current_page())
+        chat = self._built.get("chat")
+        if chat is not None and chat.model_path():
+            state.setValue("chat/model", chat.model_path())
+        state.sync()
+        for page in self._built.values():
+            shutdown = getattr(page, "shutdown", None)
+            if callable(shutdown):
+                shutdown()  # e.g. the model's process ends with the window
+        self.context.shutdown()
         super().closeEvent(event)
 
 
 def run_app(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="quantdesk gui")
     parser.add_argument("--screenshot", metavar="PATH", help="render a page offscreen to PNG and exit")
-    parser.add_argument("--page", choices=PAGES, default=None)
+    parser.add_argument("--page", choices=PAGES + list(PAGE_ALIASES), default=None)
     parser.add_argument("--hardware", metavar="FILE|PRESET")
-    parser.add_argument("--model", help="plan this model on the Plan page at start")
+    parser.add_argument("--model", help="plan this model (a repo id or a .gguf path; other text is searched) "
+                                        "on the Discover page at start")
+    parser.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
+                        help="with --screenshot: let background work (downloads under way) run this long first")
     args = parser.parse_args(argv)
     if args.screenshot:
         import os
 
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    _identify(app)
+    apply_theme(app, load_settings().theme)
     window = MainWindow(resolve_hardware(args.hardware))
     if args.page:
         window.show_page(args.page)
     if args.model:
-        window.plan_page.model_edit.setText(args.model)
-        window.plan_page.replan()
+        window.discover_page.open_ref(args.model)
     if args.screenshot:
-        return _screenshot(app, window, args.screenshot, wait_for_plan=bool(args.model))
+        return _screenshot(app, window, args.screenshot, settle=args.settle)
     window.show()
     return app.exec()
 
 
-def _screenshot(app: QApplication, window: MainWindow, path: str, wait_for_plan: bool) -> int:
+def _identify(app: QApplication) -> None:
+    """The window's icon, and the desktop-file name Wayland uses to match it to its launcher."""
+    import json
+
+    from PySide6.QtGui import QIcon
+
+    from quantdesk.core.paths import resources_dir
+
+    try:
+        meta = json.loads((resources_dir() / "metadata.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    icon = QIcon()
+    for png in sorted((resources_dir() / "icons").glob("quantdesk-*.png")):
+        icon.addFile(str(png))
+    app.setWindowIcon(icon)
+    app.setApplicationName(meta.get("name", "QuantDesk"))
+    app.setDesktopFileName(meta.get("app_id", ""))
+
+
+def _screenshot(app: QApplication, window: MainWindow, path: str, settle: float = 0.0) -> int:
+    import time
+
     from PySide6.QtCore import QThreadPool
 
     window.show()
-    if wait_for_plan:
-        QThreadPool.globalInstance().waitForDone(60_000)
+    pool, deadline = QThreadPool.globalInstance(), time.monotonic() + 60
+    while True:  # background work may start more (a search's answer plans its first result)
+        app.processEvents()
+        if pool.activeThreadCount() == 0 or time.monotonic() > deadline:
+            break
+        pool.waitForDone(100)
+    deadline = time.monotonic() + settle
+    while time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.02)
     for _ in range(5):
         app.processEvents()
     ok = window.grab().save(path, "PNG")

@@ -32,6 +32,7 @@ from quantdesk.core.hardware import Hardware
 from quantdesk.core.sampling import Sampling, defaults_for
 from quantdesk.core.units import fmt_bytes
 from quantdesk.gui.chat_workers import ReplyThread, _sentence
+from quantdesk.gui.error_bridge import ErrorBridge
 from quantdesk.gui.markdown_view import DARK, LIGHT, Theme, markdown_to_html
 from quantdesk.gui.workers import run_in_background
 
@@ -123,9 +124,11 @@ class ChatPage(QWidget):
     reply_ended = Signal()
     rendered = Signal()
 
-    def __init__(self, hardware: Hardware, parent: QWidget | None = None, store: ChatStore | None = None) -> None:
+    def __init__(self, hardware: Hardware, parent: QWidget | None = None, store: ChatStore | None = None,
+                 errors: ErrorBridge | None = None) -> None:
         super().__init__(parent)
         self.hardware = hardware
+        self.errors = errors  # in the window, problems go to its one error bridge; alone, to our banner
         self.store = store or ChatStore()
         self.engine: Engine | None = None
         self.session: ChatSession | None = None
@@ -1205,16 +1208,24 @@ class ChatPage(QWidget):
 
     # --- state and errors ------------------------------------------------------------------
     def show_error(self, text: str, reload: bool = False) -> None:
+        self._error_text = text
+        if self.errors is not None:
+            self.errors.report("Chat", text, action="Reload" if reload else None,
+                               callback=self.reload_model if reload else None)
+            return
         self.banner_label.setText(text)
         self.reload_button.setVisible(reload)
         self.banner.show()
 
     def hide_error(self) -> None:
+        self._error_text = None
+        if self.errors is not None:
+            self.errors.clear("Chat")
         self.banner.hide()
 
     @property
     def error_text(self) -> str | None:
-        return self.banner_label.text() if self.banner.isVisibleTo(self) else None
+        return getattr(self, "_error_text", None)
 
     def _update_actions(self) -> None:
         if not hasattr(self, "send_button"):

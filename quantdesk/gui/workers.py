@@ -26,11 +26,18 @@ class Job(QRunnable):
         try:
             result = self.fn()
         except QuantDeskError as exc:
-            self.signals.failed.emit(str(exc))
+            self._emit(self.signals.failed, str(exc))
         except Exception as exc:  # noqa: BLE001 - reaches the user as a sentence, not a crash
-            self.signals.failed.emit(f"Unexpected error: {type(exc).__name__}: {exc}")
+            self._emit(self.signals.failed, f"Unexpected error: {type(exc).__name__}: {exc}")
         else:
-            self.signals.done.emit(result)
+            self._emit(self.signals.done, result)
+
+    @staticmethod
+    def _emit(signal, value: Any) -> None:
+        try:
+            signal.emit(value)
+        except RuntimeError:
+            pass  # the app is quitting and the receiver is gone: nobody is waiting for this result
 
 
 _running: set[Job] = set()  # keeps each job's signal object alive until its result is delivered

@@ -84,6 +84,26 @@ def test_pause_keeps_the_partial_and_resume_fetches_only_the_rest(hub, files):
     assert Library().verify(q.get(job.id).model)[1] == []
 
 
+def test_pause_without_waiting_returns_while_the_worker_is_stuck_in_a_stalled_read(hub, monkeypatch):
+    """What the GUI relies on: pause(wait=False) never waits for the worker; the state follows."""
+    name = "Queue-Test-Q8_0.gguf"
+    monkeypatch.setenv("QUANTDESK_STALL_TIMEOUT", "5")
+    stall_at = 3 << 20  # whole 1 MiB chunks, so the reader has them all before the stall
+    hub.set_fault(REPO, name, stall_after_bytes=stall_at, stall_seconds=60, times=1)
+    q = DownloadQueue(max_concurrent=1)
+    job = q.add(REPO, entry(name))
+    part = partial_path(REPO, name)
+    until(lambda: part.exists() and part.stat().st_size >= stall_at)  # everything before the stall is written
+    time.sleep(0.5)  # and the reader is waiting in the stalled read
+    q.pause(job.id, wait=False)
+    assert q.get(job.id).state == "downloading"  # the worker notices only when its read times out
+    until(lambda: q.get(job.id).state == "paused")
+    assert part.stat().st_size == stall_at
+    q.resume(job.id)
+    assert q.wait(60) and q.get(job.id).state == "done"
+    assert Library().verify(q.get(job.id).model)[1] == []
+
+
 def test_cancel_removes_the_partial_and_nothing_reaches_the_library(hub):
     name = "Queue-Test-Q6_K.gguf"
     hub.set_fault(REPO, name, bytes_per_second=1_000_000, times=1)
@@ -152,3 +172,41 @@ def test_cli_queue_add_run_and_list(hub):
     assert run_cli("downloads", "rm", str(job["id"])).returncode == 0
     assert "No downloads" in run_cli("downloads").stderr
     assert run_cli("downloads", "pause").returncode == 1
+
+
+def test_a_resumed_part_is_rehashed_with_progress_and_only_the_rest_is_fetched(hub, files, monkeypatch):
+    from quantdesk.core import downloader
+    from quantdesk.core.downloader import download_part
+
+    name = "Queue-Test-Q6_K.gguf"
+    e = entry(name)
+    data = files[name].read_bytes()
+    part = partial_path(REPO, name)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.write_bytes(data[: len(data) // 2])
+    ticks = iter(range(0, 10**6, 1))  # every chunk looks 1 s later: each one reports progress
+    monkeypatch.setattr(downloader.time, "monotonic", lambda: float(next(ticks)))
+    events = list(download_part(REPO, e.parts[0]))
+    checking = [ev for ev in events if ev.state == "verifying" and ev.message]
+    assert checking and checking[-1].done == len(data) // 2
+    assert [ev.done for ev in checking] == sorted(ev.done for ev in checking)
+    assert hub.bytes_served.get((REPO, name), 0) == len(data) - len(data) // 2
+    assert part.read_bytes() == data
+
+
+def test_pausing_while_the_resumed_part_is_rehashed_stops_there(hub, files, monkeypatch):
+    from quantdesk.core import downloader
+    from quantdesk.core.downloader import Cancelled, download_part
+
+    name = "Queue-Test-Q8_0.gguf"
+    data = files[name].read_bytes()
+    part = partial_path(REPO, name)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.write_bytes(data[: len(data) // 2])
+    ticks = iter(range(0, 10**6, 1))
+    monkeypatch.setattr(downloader.time, "monotonic", lambda: float(next(ticks)))
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        list(download_part(REPO, entry(name).parts[0], cancel=cancel))
+    assert part.stat().st_size == len(data) // 2 and hub.bytes_served.get((REPO, name), 0) == 0

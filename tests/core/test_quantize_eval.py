@@ -46,5 +46,5 @@ def test_eval_refuses_when_the_source_does_not_fit(tiny_model):
     need = eval_ram_needed(tiny_model, 256)
     assert need > tiny_model.stat().st_size
     check_eval_fits(tiny_model, need, 256)
-    with pytest.raises(QuantDeskError, match="--eval loads the full-precision source"):
+    with pytest.raises(QuantDeskError, match="evaluation loads the full-precision source"):
         check_eval_fits(tiny_model, need - 1, 256)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from PySide6.QtWidgets import QLabel, QProgressBar
 
 from quantdesk.core.hardware import load_hardware_spec
@@ -23,31 +24,112 @@ def test_hardware_page_shows_the_gpu_and_ram(qtbot):
 def test_context_slider_replans_live(qtbot, llama8b_q4):
     window = MainWindow(load_hardware_spec("nvidia-8gb"))
     qtbot.addWidget(window)
-    page = window.plan_page
-    page.model_edit.setText(str(llama8b_q4))
-    page.replan()
-    qtbot.waitUntil(lambda: page.last_plan is not None, timeout=20_000)
-    first = page.last_plan
-    assert first.ctx == 4096 and page.table.rowCount() == 1
-    assert page.table.item(0, 3).text() == "full GPU"
+    page = window.discover_page
+    page.open_ref(str(llama8b_q4))
+    qtbot.waitUntil(lambda: page.plan is not None, timeout=20_000)
+    first = page.plan
+    assert first.ctx == 4096 and page.view.table.rowCount() == 1
+    assert page.view.table.item(0, 3).text() == "full GPU"
     page.ctx_slider.setValue(page.ctx_slider.maximum())  # 128k tokens: 16 GiB of KV cache
-    qtbot.waitUntil(lambda: page.last_plan is not first, timeout=20_000)
-    assert page.last_plan.ctx == 8192 or page.last_plan.ctx == 131072
-    assert page.last_plan.options[0].memory.kv_cache > first.options[0].memory.kv_cache
+    qtbot.waitUntil(lambda: page.plan is not first and page.plan is not None, timeout=20_000)
+    assert page.plan.ctx == 131072
+    assert page.plan.options[0].memory.kv_cache > first.options[0].memory.kv_cache
 
 
 def test_plan_error_is_shown_not_raised(qtbot):
     window = MainWindow(load_hardware_spec("cpu-8gb-laptop"))
     qtbot.addWidget(window)
-    page = window.plan_page
-    page.model_edit.setText("/nonexistent/model.gguf")
-    page.replan()
-    qtbot.waitUntil(lambda: "no such file" in page.status.text(), timeout=10_000)
+    window.discover_page.open_ref("/nonexistent/model.gguf")
+    qtbot.waitUntil(lambda: bool(window.context.errors.history), timeout=10_000)
+    assert "no such file" in window.context.errors.history[-1].text().lower()
 
 
-def test_screenshot_verb_writes_a_png(tmp_path):
-    out = tmp_path / "hw.png"
+def test_plan_page_name_is_an_alias_of_discover(qtbot):
+    window = MainWindow(load_hardware_spec("nvidia-8gb"))
+    qtbot.addWidget(window)
+    window.show_page("plan")  # e.g. the last page of a window saved before Discover replaced Plan
+    assert window.current_page() == "discover" and window.stack.currentWidget() is window.discover_page
+
+
+@pytest.mark.parametrize("page", ["hardware", "plan"])
+def test_screenshot_verb_writes_a_png(tmp_path, llama8b_q4, page):
+    out = tmp_path / "shot.png"
+    model = ["--model", str(llama8b_q4)] if page == "plan" else []  # `--page plan`: Discover, planning it
     result = subprocess.run([sys.executable, "-m", "quantdesk", "gui", "--screenshot", str(out), "--page",
-                             "hardware", "--hardware", "nvidia-24gb"], capture_output=True, text=True, timeout=120)
+                             page, "--hardware", "nvidia-24gb", *model], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+
+
+def test_hardware_picker_simulates_a_preset_for_every_page_and_reports_a_bad_file(qtbot, tmp_path):
+    window = MainWindow(load_hardware_spec("cpu-8gb-laptop"))
+    qtbot.addWidget(window)
+    page = window.hardware_page
+    seen = []
+    window.context.hardware_changed.connect(seen.append)
+    page.picker.setCurrentIndex(page.picker.findData("preset:nvidia-24gb"))
+    page.picker.activated.emit(page.picker.currentIndex())
+    assert seen and seen[-1].source == "preset:nvidia-24gb" and window.context.hardware is seen[-1]
+    texts = " ".join(label.text() for label in page.findChildren(QLabel))
+    assert "simulated machine" in texts and "RTX" in texts
+    bad = tmp_path / "hw.json"
+    bad.write_text("{not json")
+    assert not page.simulate(str(bad))
+    assert window.banner.isVisibleTo(window) and "cannot read hardware file" in window.banner.label.text().lower()
+    assert window.context.hardware.source == "preset:nvidia-24gb"  # nothing changed
+    assert page.picker.currentData() == "preset:nvidia-24gb"
+
+
+def test_ctrl_number_switches_pages_and_the_last_page_survives_a_restart(qtbot):
+    from PySide6.QtGui import QKeySequence, QShortcut
+
+    from quantdesk.gui.app import PAGES
+
+    window = MainWindow(load_hardware_spec("cpu-8gb-laptop"))
+    qtbot.addWidget(window)
+    keys = {s.key().toString(): s for s in window.findChildren(QShortcut)}
+    last = QKeySequence(f"Ctrl+{len(PAGES)}").toString()
+    assert last in keys
+    keys[last].activated.emit()  # offscreen windows are not reliably "active" for real key presses
+    assert window.current_page() == PAGES[-1]
+    window.close()
+    again = MainWindow(load_hardware_spec("cpu-8gb-laptop"))
+    qtbot.addWidget(again)
+    assert again.current_page() == PAGES[-1]
+
+
+def test_the_window_survives_a_crashed_model_process_and_its_banner_reloads_it(qtbot, tiny_model):
+    import os
+    import signal
+
+    from quantdesk.core.hardware import resolve_hardware
+
+    window = MainWindow(resolve_hardware())
+    qtbot.addWidget(window)
+    window.show()
+    chat = window.chat_page
+    assert chat.select_model(str(tiny_model))
+    chat.ctx_combo.setCurrentIndex(chat.ctx_combo.findData(512))
+    with qtbot.waitSignal(chat.model_loaded, timeout=60_000):
+        chat.load_model()
+    pid = chat.engine.proc.pid
+    os.kill(pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: window.banner.isVisibleTo(window), timeout=15_000)
+    text = window.banner.label.text()
+    assert "Chat:" in text and "SIGKILL" in text
+    assert window.banner.action_button.isVisibleTo(window) and window.banner.action_button.text() == "Reload"
+    assert not chat.banner.isVisibleTo(chat)  # one place for errors: the window's banner
+    with qtbot.waitSignal(chat.model_loaded, timeout=60_000):
+        window.banner.action_button.click()
+    assert chat.engine.proc.pid != pid and chat.model_ready
+    assert not window.banner.isVisibleTo(window)
+    window.close()
+    qtbot.waitUntil(lambda: chat.engine is None or not chat.engine.alive(), timeout=10_000)
+
+
+def test_the_app_carries_its_icon_and_desktop_file_name(qapp):
+    from quantdesk.gui.app import _identify
+
+    _identify(qapp)
+    assert not qapp.windowIcon().isNull() and qapp.windowIcon().availableSizes()
+    assert qapp.desktopFileName() == "io.github.quantdesk.QuantDesk"

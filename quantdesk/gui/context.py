@@ -1,0 +1,98 @@
+"""What the pages share: the machine planned for, the error bridge, the download queue, the
+window's persistent state, and the few cross-page actions (open a model in Chat, show a page).
+
+Pages talk to each other only through these signals, never by reaching into another page.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import QObject, QSettings, Signal
+
+from quantdesk.core.hardware import Hardware
+from quantdesk.core.library import Library
+from quantdesk.core.paths import data_dir
+from quantdesk.core.settings import load_settings
+from quantdesk.gui.error_bridge import ErrorBridge
+
+log = logging.getLogger("quantdesk.gui")
+
+
+def app_state() -> QSettings:
+    """Window state (geometry, last page, last model) in the data folder, so QUANTDESK_HOME
+    isolates it like everything else (tests never touch the user's real state)."""
+    return QSettings(str(data_dir() / "window-state.ini"), QSettings.Format.IniFormat)
+
+
+class AppContext(QObject):
+    hardware_changed = Signal(object)   # Hardware: a different (or simulated) machine to plan for
+    library_changed = Signal()          # a model was added, removed, moved or re-verified
+    open_in_chat = Signal(str)          # a model path: switch to Chat and load it
+    quantize_requested = Signal(str, str)  # (source: library name, path or hub repo; target type or ""):
+                                           # switch to Quantize with these filled in
+    show_page = Signal(str)             # a page name from app.PAGES
+    settings_changed = Signal()         # core Settings were saved
+    catalog_refreshed = Signal(object)  # catalog_refresh.RefreshResult: the offline catalog changed
+    page_badge = Signal(str, str)       # (page name, short text such as "3"; "" clears): shown in the sidebar
+
+    def __init__(self, hardware: Hardware, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.hardware = hardware
+        self.errors = ErrorBridge(self)
+        self.state = app_state()
+        self._downloads = None
+        self.settings_changed.connect(self._apply_settings)
+
+    def refresh_catalog_in_background(self) -> bool:
+        """Bring the offline catalog up to date when the hub answers and the last refresh is old;
+        silent when offline (the bundled data still works). ``QUANTDESK_NO_AUTO_REFRESH=1`` turns it off."""
+        import os
+        import threading
+
+        from quantdesk.core.catalog_refresh import refresh_catalog, refresh_due
+
+        if os.environ.get("QUANTDESK_NO_AUTO_REFRESH") == "1" or not refresh_due():
+            return False
+
+        def work() -> None:
+            try:
+                result = refresh_catalog()
+            except Exception as exc:  # noqa: BLE001 - offline is normal; the catalog stays as it is
+                log.info("catalog refresh skipped: %s", exc)
+                return
+            self.catalog_refreshed.emit(result)  # queued to the GUI thread
+
+        threading.Thread(target=work, name="catalog-refresh", daemon=True).start()
+        return True
+
+    def set_hardware(self, hardware: Hardware) -> None:
+        self.hardware = hardware
+        self.hardware_changed.emit(hardware)
+
+    def library(self) -> Library:
+        """A fresh handle on the library index (SQLite: cheap, and always current)."""
+        return Library()
+
+    @property
+    def downloads(self):
+        """The app's one download queue (``gui.download_bridge.QtDownloadQueue``), started on first use:
+        queued downloads from the last run resume then."""
+        if self._downloads is None:
+            from quantdesk.gui.download_bridge import QtDownloadQueue
+
+            self._downloads = QtDownloadQueue(self)
+        return self._downloads
+
+    def downloads_running(self) -> bool:
+        """True while the download queue writes (or is about to) into the models folder; a queue
+        nobody started yet is idle, and asking does not start it."""
+        return self._downloads is not None and self._downloads.queue.busy()
+
+    def _apply_settings(self) -> None:
+        if self._downloads is not None:
+            self._downloads.queue.set_max_concurrent(load_settings().max_concurrent_downloads)
+
+    def shutdown(self) -> None:
+        if self._downloads is not None:
+            self._downloads.shutdown()

@@ -1,0 +1,57 @@
+"""The core download queue as Qt signals: worker-thread updates arrive on the GUI thread."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Signal
+
+from quantdesk.core.download_queue import DownloadJob, DownloadQueue
+from quantdesk.core.hub import RepoGGUF
+from quantdesk.core.settings import load_settings
+
+
+class QtDownloadQueue(QObject):
+    """Wraps one ``DownloadQueue``; ``job_changed`` fires (queued connection) for every update,
+    ``job_finished`` once a job is done (verified and in the library) or failed."""
+
+    job_changed = Signal(object)   # DownloadJob
+    job_finished = Signal(object)  # DownloadJob in state done or failed
+    job_removed = Signal(int)      # a job id dropped from the list
+
+    def __init__(self, context, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.context = context
+        # the listener runs on worker threads; emitting a signal from there is queued to the GUI thread
+        self.queue = DownloadQueue(max_concurrent=load_settings().max_concurrent_downloads,
+                                   listener=self.job_changed.emit)
+        self.job_changed.connect(self._on_changed)
+
+    def _on_changed(self, job: DownloadJob) -> None:
+        if job.state in ("done", "failed"):
+            self.job_finished.emit(job)
+            if job.state == "done":
+                self.context.library_changed.emit()
+
+    def add(self, repo: str, entry: RepoGGUF, revision: str | None = None) -> DownloadJob:
+        return self.queue.add(repo, entry, revision)
+
+    def jobs(self) -> list[DownloadJob]:
+        return self.queue.jobs()
+
+    def pause(self, job_id: int) -> None:
+        """Returns at once: a worker stuck in a stalled read must not freeze the window; ``job_changed``
+        brings the paused state when the worker stops."""
+        self.queue.pause(job_id, wait=False)
+
+    def resume(self, job_id: int) -> None:
+        self.queue.resume(job_id)
+
+    def cancel(self, job_id: int) -> None:
+        """Returns at once, like ``pause``; the worker removes the partial files when it stops."""
+        self.queue.cancel(job_id, wait=False)
+
+    def remove(self, job_id: int) -> None:
+        self.queue.remove(job_id)
+        self.job_removed.emit(job_id)
+
+    def shutdown(self) -> None:
+        self.queue.shutdown()

@@ -1,0 +1,19 @@
+"""Good/bad status text in colours that read on light and dark themes alike."""
+
+from __future__ import annotations
+
+OK, BAD = "#3fb950", "#e5534b"
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def colored(text: str, ok: bool) -> str:
+    """``text`` as rich text, green when ``ok``, red otherwise."""
+    return f"<span style='color:{OK if ok else BAD}'>{_escape(text)}</span>"
+
+
+def mark(ok: bool) -> str:
+    """A green ✓ or a red ✗."""
+    return colored("✓" if ok else "✗", ok)

@@ -1,0 +1,59 @@
+"""The colour scheme: follow the OS, or force light or dark, applied live to the whole app.
+
+Qt 6.8+ can ask the platform for a scheme (``QStyleHints.setColorScheme``); where the platform
+does not honour it (older Qt, some Linux desktops, the offscreen platform) the app switches to
+Fusion with an explicit palette instead, so the choice always takes effect.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QApplication, QStyleFactory
+
+from quantdesk.core.settings import THEMES
+
+LABELS = {"system": "Follow the system", "light": "Light", "dark": "Dark"}
+_platform_style: str | None = None  # the style the app started with, restored for "system"
+
+
+def dark_palette() -> QPalette:
+    p = QPalette()
+    role, group = QPalette.ColorRole, QPalette.ColorGroup
+    for r, color in ((role.Window, "#2b2d30"), (role.WindowText, "#e6e6e6"), (role.Base, "#1e1f22"),
+                     (role.AlternateBase, "#2b2d30"), (role.ToolTipBase, "#3c3f41"), (role.ToolTipText, "#e6e6e6"),
+                     (role.PlaceholderText, "#8c8c8c"), (role.Text, "#e6e6e6"), (role.Button, "#3c3f41"),
+                     (role.ButtonText, "#e6e6e6"), (role.BrightText, "#ff6b6b"), (role.Link, "#6cb6ff"),
+                     (role.Highlight, "#2f65ca"), (role.HighlightedText, "#ffffff"), (role.Light, "#4a4d50"),
+                     (role.Midlight, "#3c3f41"), (role.Mid, "#2b2d30"), (role.Dark, "#1a1b1d"),
+                     (role.Shadow, "#000000")):
+        p.setColor(r, QColor(color))
+    for r in (role.WindowText, role.Text, role.ButtonText, role.HighlightedText):
+        p.setColor(group.Disabled, r, QColor("#7a7a7a"))
+    p.setColor(group.Disabled, role.Highlight, QColor("#3c3f41"))
+    return p
+
+
+def is_dark(palette: QPalette) -> bool:
+    return palette.color(QPalette.ColorRole.Window).lightness() < 128
+
+
+def apply_theme(app: QApplication, theme: str) -> None:
+    """Switch the running app to ``theme`` (one of ``THEMES``); unknown names follow the system."""
+    global _platform_style
+    if _platform_style is None:
+        _platform_style = app.style().name()
+    wanted = {"light": Qt.ColorScheme.Light, "dark": Qt.ColorScheme.Dark}.get(theme if theme in THEMES else "system")
+    hints = app.styleHints()
+    if hasattr(hints, "setColorScheme"):  # Qt 6.8+
+        if wanted is None:
+            hints.unsetColorScheme()
+        else:
+            hints.setColorScheme(wanted)
+    if wanted is None or (hasattr(hints, "colorScheme") and hints.colorScheme() == wanted):
+        if app.style().name() != _platform_style:
+            app.setStyle(_platform_style)
+        app.setPalette(QPalette())  # no roles set: the platform's own palette
+        return
+    app.setStyle(QStyleFactory.create("Fusion"))
+    app.setPalette(dark_palette() if wanted == Qt.ColorScheme.Dark else app.style().standardPalette())

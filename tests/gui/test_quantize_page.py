@@ -1,0 +1,155 @@
+"""The Quantize page against the real quantizer on generated models, offscreen."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from PySide6.QtCore import Qt
+
+from quantdesk.core.hardware import load_hardware_spec
+from quantdesk.core.library import Library
+from quantdesk.core.quantize import partial_path
+from quantdesk.core.settings import Settings, save_settings
+from quantdesk.gui.app import MainWindow
+from quantdesk.gui.context import AppContext
+from quantdesk.gui.quantize_page import QuantizePage
+from tests.support import gguf_factory as factory
+
+
+@pytest.fixture
+def ctx():
+    return AppContext(load_hardware_spec("cpu-16gb-laptop"))
+
+
+@pytest.fixture
+def page(qtbot, ctx):
+    page = QuantizePage(ctx)
+    qtbot.addWidget(page)
+    yield page
+    page.shutdown()
+
+
+def pick(qtbot, page: QuantizePage, source, preset: str, output=None) -> None:
+    qtbot.waitUntil(lambda: page.types_loaded, timeout=30_000)
+    page.source_combo.setEditText(str(source))
+    assert page.set_type(preset)
+    if output is not None:
+        page.output_edit.setText(str(output))
+    qtbot.waitUntil(lambda: page.last_check is not None or "Can't run" in page.preflight.verdict.text(),
+                    timeout=30_000)
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_cancel_kills_the_quantizer_and_leaves_nothing(qtbot, page, ctx, small_model, tmp_path):
+    save_settings(Settings(threads=1))  # IQ4_XS on one thread: seconds, time to cancel midway
+    out = tmp_path / "work" / "slow.gguf"
+    pick(qtbot, page, small_model, "IQ4_XS", out)
+    assert page.last_check.ok and page.last_check.preflight.threads == 1
+    qtbot.mouseClick(page.quantize_button, Qt.MouseButton.LeftButton)
+    assert page.running and page.cancel_button.isVisibleTo(page) and not page.source_combo.isEnabled()
+    qtbot.waitUntil(lambda: page.log.rowCount() >= 1, timeout=60_000)
+    pid = page.child_pid
+    assert pid is not None and partial_path(out).exists()  # it was really writing
+    ctx.quantize_requested.emit("other/Repo-GGUF", "Q8_0")  # another page asks meanwhile: refused, said so
+    assert page.source == str(small_model) and "Another quantize job" in ctx.errors.history[-1].sentence
+    qtbot.mouseClick(page.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not page.running and page.quantize_button.isEnabled(), timeout=60_000)
+    assert gone(pid)
+    assert list(out.parent.iterdir()) == [] and Library().models() == []
+    assert "Cancelled" in page.status.text() and len(ctx.errors.history) == 1  # the cancel is no error
+    assert page.source_combo.isEnabled() and page.quantize_button.isVisibleTo(page)
+
+
+def test_a_finished_job_is_in_the_library_with_its_report(qtbot, page, ctx, tiny_model):
+    changed, chats, pages = [], [], []
+    ctx.library_changed.connect(lambda: changed.append(1))
+    ctx.open_in_chat.connect(chats.append)
+    ctx.show_page.connect(pages.append)
+    pick(qtbot, page, tiny_model, "Q8_0")
+    page.eval_check.setChecked(True)
+    qtbot.waitUntil(lambda: page.quantize_button.isEnabled(), timeout=30_000)
+    assert page.last_check.eval_ram > 0 and page.preflight.values["Evaluation"].isVisibleTo(page)
+    page.start()
+    qtbot.waitUntil(lambda: not page.running, timeout=180_000)
+    assert ctx.errors.history == [], ctx.errors.history
+    (model,) = Library().models()
+    assert model.source == "quantized" and model.quant == "Q8_0" and model.path == page.output_model
+    assert changed and page.progress.value() == 1000
+    assert page.log.rowCount() == len(factory.tensor_shapes(factory.TINY))
+    report = {page.report.table.item(r, 0).text(): page.report.table.item(r, 1).text()
+              for r in range(page.report.table.rowCount())}
+    assert {"KL divergence, mean", "Top-1 agreement", "Perplexity, source", "Perplexity, Q8_0"} <= set(report)
+    assert report["Top-1 agreement"].endswith("%")
+    assert model.name in page.result_label.text()
+    qtbot.mouseClick(page.open_chat_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(page.show_library_button, Qt.MouseButton.LeftButton)
+    assert chats == [model.path] and pages == ["library"]
+    assert not page.quantize_button.isEnabled()  # the same job again would overwrite its own output
+
+
+def test_refused_types_are_shown_disabled_with_the_reason(qtbot, page, tiny_model):
+    qtbot.waitUntil(lambda: page.types_loaded, timeout=30_000)  # llama.cpp's list loads off the GUI thread
+    assert page.type_combo.isEnabled() and page.preset == "Q4_K_M"
+    model = page.type_combo.model()
+    index = page.type_combo.findData("IQ2_XS", Qt.ItemDataRole.UserRole)
+    assert index > 0 and not model.item(index).isEnabled()
+    assert "importance matrix" in model.item(index).text()
+    assert model.item(page.type_combo.findData("Q4_K_M", Qt.ItemDataRole.UserRole)).isEnabled()
+    pick(qtbot, page, tiny_model, "IQ2_XS")
+    assert "Can't run" in page.preflight.verdict.text() and "importance matrix" in page.preflight.verdict.text()
+    assert not page.quantize_button.isEnabled()
+
+
+@pytest.mark.parametrize("kind,needle", [("garbage", "not a GGUF file"), ("quantized", "already quantized"),
+                                         ("missing", "no such file")])
+def test_inputs_that_cannot_be_quantized_say_why(qtbot, page, tmp_path, tiny_model, kind, needle):
+    path = tmp_path / f"{kind}.gguf"
+    if kind == "garbage":
+        path.write_bytes(b"definitely not a model")
+    elif kind == "quantized":
+        factory.write_header_only(path, factory.TINY, "Q8_0")
+    pick(qtbot, page, path, "Q4_K_M")
+    assert "Can't run" in page.preflight.verdict.text() and needle in page.preflight.verdict.text()
+    assert not page.quantize_button.isEnabled()
+
+
+def test_a_job_too_big_for_the_machine_shows_which_limit(qtbot, page, ctx, tmp_path):
+    big = factory.write_header_only(tmp_path / "l70b-F16.gguf", factory.LLAMA3_70B, "F16")
+    ctx.set_hardware(load_hardware_spec("cpu-4gb"))
+    pick(qtbot, page, big, "Q4_K_M")
+    assert not page.last_check.ok and not page.quantize_button.isEnabled()
+    assert "not enough memory" in page.preflight.verdict.text()
+    assert "✗" in page.preflight.values["Memory"].text() and "preset:cpu-4gb" in page.preflight.values["Memory"].text()
+
+
+def test_a_request_from_another_page_fills_the_job_and_shows_the_page(qtbot, tiny_model):
+    window = MainWindow(load_hardware_spec("cpu-16gb-laptop"))
+    qtbot.addWidget(window)
+    page = window.pages["quantize"]
+    window.context.quantize_requested.emit(str(tiny_model), "q5_k_m")  # maybe before the type list is loaded
+    assert window.current_page() == "quantize" and page.source == str(tiny_model)
+    qtbot.waitUntil(lambda: page.quantize_button.isEnabled(), timeout=30_000)
+    assert page.preset == "Q5_K_M"
+    assert page.last_check.kind == "file" and page.last_check.preflight.output.name == "tiny-Q5_K_M.gguf"
+
+
+def test_a_hub_repo_is_checked_from_its_header_then_downloaded_and_quantized(qtbot, page, ctx, fake_hub,
+                                                                             tiny_model):
+    repo = "org/Tiny-GGUF"
+    fake_hub.add_repo(repo, {"Tiny-F16.gguf": tiny_model})
+    pick(qtbot, page, repo, "Q8_0")
+    assert page.last_check.kind == "repo" and page.last_check.download_bytes == tiny_model.stat().st_size
+    assert "downloaded first" in page.preflight.values["Input"].text() and Library().models() == []
+    page.start()
+    qtbot.waitUntil(lambda: not page.running, timeout=120_000)
+    assert ctx.errors.history == [], ctx.errors.history
+    assert fake_hub.bytes_served[(repo, "Tiny-F16.gguf")] >= tiny_model.stat().st_size
+    assert {m.source for m in Library().models()} == {"downloaded", "quantized"}
