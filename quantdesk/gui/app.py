@@ -136,6 +136,7 @@ class MainWindow(QMainWindow):
             self.sidebar.item(i - 1).setToolTip(f"{self.sidebar.item(i - 1).text()} (Ctrl+{i})")
         self.context.show_page.connect(self.show_page)
         self.context.open_in_chat.connect(self.open_in_chat)
+        self.context.open_in_chat_planned.connect(self.open_in_chat)
         state = self.context.state
         geometry = state.value("geometry")
         if geometry is not None:
@@ -203,12 +204,15 @@ class MainWindow(QMainWindow):
     def current_page(self) -> str:
         return PAGES[max(0, self.sidebar.currentRow())]
 
-    def open_in_chat(self, path: str) -> None:
-        """Switch to Chat with this model picked and loading."""
+    def open_in_chat(self, path: str, ctx: int | None = None, kv_type: str | None = None) -> None:
+        """Switch to Chat with this model picked and loading; with ``ctx``/``kv_type`` (from Discover) it
+        loads with the context and KV-cache type that were planned, not Chat's own choice."""
         self.chat_page.refresh_models()
         self.show_page("chat")
         if self.chat_page.select_model(path):
-            self.chat_page.load_model(path)
+            if ctx:
+                self.chat_page.set_context(ctx)
+            self.chat_page.load_model(path, kv_type=kv_type)
         else:
             self.context.errors.report("Chat", f"the model file {path} is missing", "Check the Library page.")
 

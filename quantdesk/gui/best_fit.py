@@ -48,6 +48,7 @@ class BestFitDownload(QObject):
         self.job_id: int | None = None
         self._lookup = Latest(self)
         self._connected = False
+        self._planned = (4096, "f16")  # (ctx, kv_type) the pick was planned at: Chat loads it so
 
     @property
     def active(self) -> bool:
@@ -56,6 +57,7 @@ class BestFitDownload(QObject):
     def start(self, plan: Plan) -> None:
         """Find the pick's hub record (sizes, hashes) off the GUI thread, then queue it."""
         rec = plan.recommended
+        self._planned = (plan.ctx, plan.kv_type)
         repo = plan.model
         what = rec.quant if rec else "the best fit"
 
@@ -76,7 +78,7 @@ class BestFitDownload(QObject):
         if have is not None:
             self.progress.emit(f"{entry.name} is already in the library: opening it in Chat…", NO_BAR)
             self.active_changed.emit(False)
-            self.context.open_in_chat.emit(have.path)
+            self.context.open_in_chat_planned.emit(have.path, *self._planned)
             return
         downloads = self.context.downloads
         if not self._connected:
@@ -84,6 +86,7 @@ class BestFitDownload(QObject):
             self._connected = True
         job = downloads.add(repo, entry)
         self.job_id = job.id
+        downloads.claim_reports(job.id, "Discover")
         if job.state in ("failed", "paused"):  # the queue keeps one job per file: take the old one up again
             downloads.resume(job.id)
         else:
@@ -91,6 +94,7 @@ class BestFitDownload(QObject):
 
     def retry(self, job_id: int) -> None:
         self.job_id = job_id
+        self.context.downloads.claim_reports(job_id, "Discover")
         self.active_changed.emit(True)
         self.context.downloads.resume(job_id)
 
@@ -114,6 +118,7 @@ class BestFitDownload(QObject):
         if not over:
             return
         self.job_id = None
+        self.context.downloads.release_reports(job.id)
         self.active_changed.emit(False)
         if job.state == "done":
             model = self.context.library().find(job.model or "")
@@ -121,7 +126,7 @@ class BestFitDownload(QObject):
                 self.context.errors.report("Discover", f"{job.entry.name} was downloaded but is not in the library",
                                            "Open the Library page, or import the file from the models folder.")
                 return
-            self.context.open_in_chat.emit(model.path)
+            self.context.open_in_chat_planned.emit(model.path, *self._planned)
         elif job.state == "failed":
             job_id = job.id
             # the Downloads page words it the same; this Retry also finishes the one click (opens it in Chat)

@@ -136,7 +136,7 @@ class ChatPage(QWidget):
         self.conversation_id: int | None = None
         self.last_finished: Finished | None = None
         self.last_error: str | None = None
-        self._loaded_args: tuple[str, str, int | None] | None = None  # (path, name, ctx) for Reload
+        self._loaded_args: tuple[str, str, int | None, str | None] | None = None  # (path, name, ctx, kv) for Reload
         self._planned_notes: list[str] = []
         self._template_note: str | None = None
         self._model_defaults = Sampling()
@@ -526,8 +526,17 @@ class ChatPage(QWidget):
             found = None
         return found.name if found else model_name_for(path)
 
-    def load_model(self, path: str | None = None, ctx: int | None | str = "ui") -> None:
-        """Plan and start the model off the GUI thread; Cancel ends the child it started."""
+    def set_context(self, ctx: int) -> None:
+        """Pick ``ctx`` in the Context list (added when it is not one of the usual sizes)."""
+        index = self.ctx_combo.findData(ctx)
+        if index < 0:
+            self.ctx_combo.addItem(f"{ctx:,}", ctx)
+            index = self.ctx_combo.count() - 1
+        self.ctx_combo.setCurrentIndex(index)
+
+    def load_model(self, path: str | None = None, ctx: int | None | str = "ui", kv_type: str | None = None) -> None:
+        """Plan and start the model off the GUI thread; Cancel ends the child it started.
+        ``kv_type`` (q8_0, q4_0, …) quantizes the KV cache as planned on Discover; None keeps f16."""
         if self._streaming:
             self.show_error("A reply is still being written: stop it first, then load another model.")
             return
@@ -550,7 +559,7 @@ class ChatPage(QWidget):
 
         def job() -> tuple[Engine, PlannedLoad]:
             try:
-                planned = plan_load(path, hw, ctx)
+                planned = plan_load(path, hw, ctx, kv_type or "f16")
                 if cancel.is_set():
                     raise EngineError("loading was cancelled")
                 engine = Engine(path, planned.settings)
@@ -568,10 +577,12 @@ class ChatPage(QWidget):
         self.hide_error()
         self._loading_name = name
         ctx_text = f"{ctx:,} tokens of context" if ctx else "the planner's context"
+        if kv_type and kv_type != "f16":
+            ctx_text += f" ({kv_type} KV cache)"
         self.report_label.setText(f"Loading <b>{html.escape(name)}</b> with {ctx_text}…")
         self.loading_bar.show()
         self._update_actions()
-        run_in_background(job, lambda result: self._load_succeeded(result, generation, path, name, ctx),
+        run_in_background(job, lambda result: self._load_succeeded(result, generation, path, name, ctx, kv_type),
                           lambda message: self._load_failed(message, generation, name))
 
     @property
@@ -589,7 +600,7 @@ class ChatPage(QWidget):
         self._update_actions()
 
     def _load_succeeded(self, result: tuple[Engine, PlannedLoad], generation: int, path: str, name: str,
-                        ctx: int | None) -> None:
+                        ctx: int | None, kv_type: str | None = None) -> None:
         engine, planned = result
         if generation != self._load_generation or self._shut_down:
             run_in_background(engine.stop, lambda _: None, lambda _: None)
@@ -598,7 +609,7 @@ class ChatPage(QWidget):
         self.loading_bar.hide()
         self.engine = engine
         self.model_name = name
-        self._loaded_args = (path, name, ctx)
+        self._loaded_args = (path, name, ctx, kv_type)
         self._planned_notes = list(planned.notes)
         self._death_reported = False
         metadata = dict(engine.report.raw.get("metadata", {})) if engine.report else {}
@@ -636,20 +647,24 @@ class ChatPage(QWidget):
             return ""
         seconds = f"{report.load_s:.1f}" if report.load_s >= 1 else f"{report.load_s:.2f}"
         lines = [f"<b>{html.escape(name)}</b> loaded in {seconds} s — {html.escape(report.summary)}. "
-                 f"{fmt_bytes(report.ram)} RAM in use · {report.n_ctx:,} tokens of context."]
+                 f"{fmt_bytes(report.ram)} RAM in use · {report.n_ctx:,} tokens of context{self._kv_text()}."]
         for note in self._planned_notes + report.notes:
             lines.append(f"⚠ {html.escape(note[0].upper() + note[1:])}.")
         if self._template_note:
             lines.append(f"⚠ Chat template: {html.escape(self._template_note)}.")
         return "<br>".join(lines)
 
+    def _kv_text(self) -> str:
+        kv = self._loaded_args[3] if self._loaded_args else None
+        return f" ({kv} KV cache)" if kv and kv != "f16" else ""
+
     def reload_model(self) -> None:
         """Load the last model again with the same context (after a crash, or to start fresh)."""
         if self._loaded_args is None:
             self.load_model()
             return
-        path, _name, ctx = self._loaded_args
-        self.load_model(path, ctx)
+        path, _name, ctx, kv_type = self._loaded_args
+        self.load_model(path, ctx, kv_type)
 
     def unload_model(self, quiet: bool = False) -> None:
         """Stop the model's process (off the GUI thread); conversations stay."""

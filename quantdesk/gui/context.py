@@ -29,6 +29,7 @@ class AppContext(QObject):
     hardware_changed = Signal(object)   # Hardware: a different (or simulated) machine to plan for
     library_changed = Signal()          # a model was added, removed, moved or re-verified
     open_in_chat = Signal(str)          # a model path: switch to Chat and load it
+    open_in_chat_planned = Signal(str, int, str)  # (path, ctx, kv_type): load it in Chat as Discover planned it
     quantize_requested = Signal(str, str)  # (source: library name, path or hub repo; target type or ""):
                                            # switch to Quantize with these filled in
     show_page = Signal(str)             # a page name from app.PAGES

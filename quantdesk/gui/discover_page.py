@@ -312,7 +312,7 @@ class DiscoverPage(QWidget):
             self._set_status("Pick a model first: search above, then choose one on the left.")
             return
         if kind_of(self.ref) == "file":
-            self.context.open_in_chat.emit(str(self.ref))
+            self.context.open_in_chat_planned.emit(str(self.ref), self.ctx, self.kv_type)
             return
         if self.plan is not None and self._current(self.plan) and not self._planning.busy:
             self.best_fit.start(self.plan)

@@ -24,6 +24,18 @@ class QtDownloadQueue(QObject):
         self.queue = DownloadQueue(max_concurrent=load_settings().max_concurrent_downloads,
                                    listener=self.job_changed.emit)
         self.job_changed.connect(self._on_changed)
+        self._reporters: dict[int, str] = {}
+
+    def claim_reports(self, job_id: int, where: str) -> None:
+        """``where`` (e.g. Discover's one-click download) reports this job's failure itself, with its own
+        Retry; the Downloads page then shows it in the row only, so one failure makes one report."""
+        self._reporters[job_id] = where
+
+    def release_reports(self, job_id: int) -> None:
+        self._reporters.pop(job_id, None)
+
+    def reported_by(self, job_id: int) -> str | None:
+        return self._reporters.get(job_id)
 
     def _on_changed(self, job: DownloadJob) -> None:
         if job.state in ("done", "failed"):

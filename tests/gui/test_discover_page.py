@@ -206,9 +206,10 @@ def test_ctrl_f_searches_and_controls_have_accessible_names(qtbot, open_window, 
 def _chat_window(qtbot, open_window):
     window, page = open_window(resolve_hardware())
     chat = window.chat_page
-    chat.ctx_combo.setCurrentIndex(chat.ctx_combo.findData(512))  # a quick load for the test
+    page.ctx_slider.setValue(discover_page.CONTEXTS.index(1024))  # Chat loads at the planned context
+    page.kv_combo.setCurrentText("q8_0")
     page.open_ref(CHAT_REPO)
-    plan = _wait_plan(qtbot, page, CHAT_REPO)
+    plan = _wait_plan(qtbot, page, CHAT_REPO, ctx=1024, kv="q8_0")
     assert plan.recommended is not None and len(plan.options) == 2
     return window, page, chat, plan
 
@@ -231,6 +232,10 @@ def test_download_best_fit_end_to_end_to_a_streamed_chat_reply(qtbot, open_windo
     other = next(n for n in chat_files if n != pick)
     assert all(r.range for r in chat_hub.requests_for(CHAT_REPO, other, "GET"))  # only its header, to plan it
     assert window.current_page() == "chat" and chat.model_path() == model.path
+    # loaded as planned on Discover, not with Chat's own context choice
+    assert chat.engine.report.n_ctx == 1024 and chat.ctx_combo.currentData() == 1024
+    assert chat.engine.settings.type_k == chat.engine.settings.type_v == 8  # llama.cpp's GGML_TYPE_Q8_0
+    assert "q8_0 KV cache" in chat.report_label.text()
 
     cid = chat.store.create(title="Discover test", sampling=FAST.to_json()).id
     chat.refresh_conversations()
@@ -252,10 +257,14 @@ def test_corrupt_download_is_reported_with_retry_and_nothing_enters_the_library(
     window, page, chat, plan = _chat_window(qtbot, open_window)
     pick = plan.recommended.file
     chat_hub.set_fault(CHAT_REPO, pick, corrupt_byte_at=100_000)
+    assert window.pages["downloads"].rows == {}  # built, so it sees the job fail too
     page.best_button.click()
     qtbot.waitUntil(lambda: any(r.where == "Discover" for r in window.context.errors.history), timeout=60_000)
     report = next(r for r in window.context.errors.history if r.where == "Discover")
-    assert window.banner.current is report  # shown last, so its Retry is the one offered
+    assert window.banner.current is report  # its Retry also finishes the one click
+    downloads = window.pages["downloads"]
+    qtbot.waitUntil(lambda: any(row.job.state == "failed" for row in downloads.rows.values()), timeout=5_000)
+    assert [r.where for r in window.context.errors.history] == ["Discover"]  # one failure, one report
     assert report.where == "Discover" and "checksum mismatch" in report.sentence.lower() and report.action == "Retry"
     assert pick in report.sentence and "nothing was added to the library" in report.sentence
     assert window.context.library().models() == [] and window.current_page() == "discover"
