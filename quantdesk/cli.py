@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except QuantDeskError as exc:
         print(f"quantdesk: error: {exc}", file=sys.stderr)
+        if exc.next_step:
+            print(f"quantdesk: {exc.next_step}", file=sys.stderr)
         if getattr(args, "debug", False):
             raise
         return 1

@@ -118,8 +118,8 @@ def prepare(input_path: str | Path, preset_name: str, output: str | Path | None 
     if any(Path(f).absolute() == out for f in model.files):
         raise QuantDeskError("the output would overwrite the input; choose another -o")
     if out.exists() and not overwrite:
-        raise QuantDeskError(f"{out} already exists; remove it, choose another output file (-o) or overwrite it "
-                             "(--force)")
+        raise QuantDeskError(f"{out} already exists", "Choose another output file (-o), or replace it (--force; on "
+                             "the Quantize page, “Replace the output file”).")
     check = preflight(model, preset, out, threads=threads, hardware=_hardware(hardware),
                       ram_available=ram_available, disk_free=disk_free)
     return model, preset, check

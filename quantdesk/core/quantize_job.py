@@ -104,7 +104,8 @@ def check_job(spec: str, preset_name: str, output: str | Path | None = None, *, 
             info = remote_model_info(spec, entry, revision)
             check = preflight_download(info, preset_name, output, entry.size, threads=threads, hardware=hardware)
             if check.output.exists() and not overwrite:
-                raise QuantDeskError(f"{check.output} already exists; remove it or choose another output")
+                raise QuantDeskError(f"{check.output} already exists", "Choose another output file (-o), or replace "
+                                     "it (--force; on the Quantize page, “Replace the output file”).")
             need = eval_ram_needed(info, eval_tokens) if evaluate_quality else None
             return _verdict("repo", f"{spec}: {entry.name}", check, entry.size, need)
     check = prepare(source.path, preset_name, output, threads=threads, hardware=hardware, overwrite=overwrite)[2]

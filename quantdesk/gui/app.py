@@ -49,13 +49,17 @@ def _library_page(ctx: AppContext) -> QWidget:
 def _chat_page(ctx: AppContext) -> QWidget:
     from quantdesk.gui.chat_page import ChatPage
 
-    return ChatPage(ctx.hardware, errors=ctx.errors)
+    page = ChatPage(ctx.hardware, errors=ctx.errors)
+    ctx.register_model_user("Chat", page.models_in_use, page.release_model)
+    return page
 
 
 def _quantize_page(ctx: AppContext) -> QWidget:
     from quantdesk.gui.quantize_page import QuantizePage
 
-    return QuantizePage(ctx)
+    page = QuantizePage(ctx)
+    ctx.register_model_user("Quantize", page.models_in_use)  # a running job cannot let its files go
+    return page
 
 
 def _settings_page(ctx: AppContext) -> QWidget:

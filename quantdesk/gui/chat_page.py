@@ -144,6 +144,8 @@ class ChatPage(QWidget):
         self._load_cancel: threading.Event | None = None
         self._load_done: threading.Event | None = None
         self._loading_name = ""
+        self._loading_path = ""
+        self._unload_note: str | None = None  # set: unload once the reply being stopped has ended
         self._streaming = False
         self._stream_conversation: int | None = None
         self._editing_id: int | None = None
@@ -576,6 +578,7 @@ class ChatPage(QWidget):
 
         self.hide_error()
         self._loading_name = name
+        self._loading_path = path
         ctx_text = f"{ctx:,} tokens of context" if ctx else "the planner's context"
         if kv_type and kv_type != "f16":
             ctx_text += f" ({kv_type} KV cache)"
@@ -679,6 +682,29 @@ class ChatPage(QWidget):
             self.hide_error()
             self.render(force=True)
         self._update_actions()
+
+    def models_in_use(self) -> set[str]:
+        """The model file the chat has loaded or is loading."""
+        if self.engine is not None and self._loaded_args is not None:
+            return {self._loaded_args[0]}
+        if self.loading and self._loading_path:
+            return {self._loading_path}
+        return set()
+
+    def release_model(self, path: str) -> bool:
+        """Unload ``path`` (a delete or a folder move needs it): stops a reply or a load first."""
+        if path not in self.models_in_use():
+            return True
+        note = f"Model unloaded: {html.escape(Path(path).name)} was deleted or moved. {self._idle_hint()}"
+        if self.loading:
+            self.cancel_load()
+        if self._streaming:  # the reply stops within a token; the model goes when it has
+            self._unload_note = note
+            self.stop()
+            return True
+        self.unload_model()
+        self.report_label.setText(note)
+        return True
 
     def _idle_hint(self) -> str:
         return "Pick a model from the library and press Load."
@@ -1052,6 +1078,10 @@ class ChatPage(QWidget):
         self.refresh_conversations()
         self.render(force=True)
         self._update_actions()
+        if self._unload_note is not None:
+            note, self._unload_note = self._unload_note, None
+            self.unload_model()
+            self.report_label.setText(note)
         self.reply_ended.emit()
 
     @property

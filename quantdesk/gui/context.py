@@ -7,6 +7,9 @@ Pages talk to each other only through these signals, never by reaching into anot
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, QSettings, Signal
 
@@ -23,6 +26,18 @@ def app_state() -> QSettings:
     """Window state (geometry, last page, last model) in the data folder, so QUANTDESK_HOME
     isolates it like everything else (tests never touch the user's real state)."""
     return QSettings(str(data_dir() / "window-state.ini"), QSettings.Format.IniFormat)
+
+
+@dataclass
+class ModelUser:
+    """A page that holds model files open: ``in_use()`` says which paths now; ``release(path)``
+    lets one go (Chat unloads it) and returns False when it cannot (a running quantize)."""
+    in_use: Callable[[], set[str]]
+    release: Callable[[str], bool] | None = None
+
+
+def _same_file(a: str, b: str) -> bool:
+    return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
 
 
 class AppContext(QObject):
@@ -43,7 +58,32 @@ class AppContext(QObject):
         self.errors = ErrorBridge(self)
         self.state = app_state()
         self._downloads = None
+        self._model_users: dict[str, ModelUser] = {}
         self.settings_changed.connect(self._apply_settings)
+
+    # --- which page holds which model file (so a delete or a folder move does not pull it away) ----
+    def register_model_user(self, owner: str, in_use: Callable[[], set[str]],
+                            release: Callable[[str], bool] | None = None) -> None:
+        self._model_users[owner] = ModelUser(in_use, release)
+
+    def model_users(self, paths: Iterable[str] | None = None) -> dict[str, set[str]]:
+        """Owner → the files it holds now, among ``paths`` (all files when None)."""
+        wanted = list(paths) if paths is not None else None
+        out: dict[str, set[str]] = {}
+        for owner, user in self._model_users.items():
+            held = {p for p in user.in_use() if wanted is None or any(_same_file(p, w) for w in wanted)}
+            if held:
+                out[owner] = held
+        return out
+
+    def release_models(self, users: dict[str, set[str]]) -> list[str]:
+        """Ask each owner to let its files go; returns the owners that cannot (they keep them)."""
+        refused = []
+        for owner, paths in users.items():
+            release = self._model_users[owner].release
+            if release is None or not all(release(p) for p in paths):
+                refused.append(owner)
+        return refused
 
     def refresh_catalog_in_background(self) -> bool:
         """Bring the offline catalog up to date when the hub answers and the last refresh is old;

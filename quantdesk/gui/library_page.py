@@ -207,15 +207,25 @@ class LibraryPage(QWidget):
         if model is None or self.task is not None:
             return
         owned = model.source != "imported"
+        users = self.context.model_users([str(f["path"]) for f in model.files] + [model.path])
+        if "Quantize" in users:
+            self.context.errors.report("Library", f"a quantize job is using {model.name}",
+                                       "Let it finish or cancel it on the Quantize page, then delete the model.")
+            return
         if confirm:
             text = (f"Delete {model.name} and its file{'s' if len(model.files) > 1 else ''} "
                     f"({fmt_bytes(model.size)}) from disk? This cannot be undone." if owned else
                     f"Remove {model.name} from the library? The file stays where it is:\n{model.path}")
+            if users:
+                text += f"\n\nIt is loaded in {' and '.join(sorted(users))}: it is unloaded there first."
             answer = QMessageBox.question(self, "Delete model" if owned else "Remove model", text,
                                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
                                           QMessageBox.StandardButton.No)
             if answer != QMessageBox.StandardButton.Yes:
                 return
+        if self.context.release_models(users):
+            self.context.errors.report("Library", f"{model.name} is still in use", "Close it there, then delete it.")
+            return
         run_in_background(lambda: Library().remove(model.name), lambda _: self.context.library_changed.emit(),
                           lambda message: self.context.errors.report("Library", message))
 

@@ -43,6 +43,7 @@ class QuantizePage(QWidget):
         self._generation = 0
         self._thread: EventThread | None = None
         self._cancel: threading.Event | None = None
+        self._job_files: set[str] = set()  # the running job's input and output
         self._started_at = 0.0
         self._eta: tuple[float, float] | None = None  # (seconds left, when it was said)
         self._preset = ""
@@ -76,6 +77,7 @@ class QuantizePage(QWidget):
         self.type_combo.currentIndexChanged.connect(self._inputs_changed)
         self.output_edit.textChanged.connect(self._inputs_changed)
         self.eval_check.toggled.connect(self._inputs_changed)
+        self.replace_check.toggled.connect(self._inputs_changed)
         context.library_changed.connect(self.refresh_sources)
         context.hardware_changed.connect(self._inputs_changed)
         context.settings_changed.connect(self._inputs_changed)
@@ -114,6 +116,9 @@ class QuantizePage(QWidget):
         self.eval_check = QCheckBox("Evaluate quality afterwards: KL divergence, top-1 agreement and perplexity "
                                     "against the source (loads both models)")
         self.eval_check.setAccessibleName("Evaluate quality")
+        self.replace_check = QCheckBox("Replace the output file if it exists")
+        self.replace_check.setAccessibleName("Replace an existing output file")
+        self.replace_check.setToolTip("Run the same job again over its earlier result (the Library entry follows)")
         grid.addWidget(QLabel("Source:"), 0, 0)
         grid.addWidget(self.source_combo, 0, 1)
         grid.addWidget(self.browse_button, 0, 2)
@@ -124,7 +129,11 @@ class QuantizePage(QWidget):
         row.addWidget(self.output_edit, 1)
         grid.addLayout(row, 1, 1)
         grid.addWidget(self.choose_button, 1, 2)
-        grid.addWidget(self.eval_check, 2, 1, 1, 2)
+        checks = QHBoxLayout()
+        checks.addWidget(self.eval_check)
+        checks.addWidget(self.replace_check)
+        checks.addStretch(1)
+        grid.addLayout(checks, 2, 1, 1, 2)
         grid.setColumnStretch(1, 1)
         return grid
 
@@ -273,8 +282,10 @@ class QuantizePage(QWidget):
             return
         generation, output, evaluate, hw = (self._generation, self.output_edit.text().strip() or None,
                                             self.eval_check.isChecked(), self._hardware())
+        overwrite = self.replace_check.isChecked()
         self.preflight.show_message(f"Checking {spec} for {preset}…")
-        run_in_background(lambda: check_job(spec, preset, output, evaluate_quality=evaluate, hardware=hw),
+        run_in_background(lambda: check_job(spec, preset, output, overwrite=overwrite, evaluate_quality=evaluate,
+                                            hardware=hw),
                           lambda check: self._checked(check, generation),
                           lambda message: self._refused(message, generation))
 
@@ -296,7 +307,7 @@ class QuantizePage(QWidget):
 
     def _set_running(self, running: bool) -> None:
         for w in (self.source_combo, self.browse_button, self.type_combo, self.output_edit, self.choose_button,
-                  self.eval_check):
+                  self.eval_check, self.replace_check):
             w.setEnabled(not running)
         self.type_combo.setEnabled(not running and self.types_loaded)
         self.cancel_button.setVisible(running)
@@ -310,12 +321,15 @@ class QuantizePage(QWidget):
             return
         spec, preset, output = self.source, check.preflight.preset, self.output_edit.text().strip() or None
         evaluate, hw, cancel = self.eval_check.isChecked(), self._hardware(), threading.Event()
+        overwrite = self.replace_check.isChecked()
 
         def work(emit: Emit) -> None:
-            for event in run_job(spec, preset, output, evaluate_quality=evaluate, hardware=hw, cancel=cancel):
+            for event in run_job(spec, preset, output, overwrite=overwrite, evaluate_quality=evaluate, hardware=hw,
+                                 cancel=cancel):
                 emit(event)
 
         self._cancel, self._preset, self.child_pid, self.output_model = cancel, preset, None, None
+        self._job_files = {str(check.preflight.input), str(check.preflight.output)}
         self._started_at, self._eta = time.monotonic(), None
         self.log.setRowCount(0)
         self.report.show_note("The report comes once the model is quantized." if evaluate else NO_REPORT)
@@ -331,6 +345,10 @@ class QuantizePage(QWidget):
         self._set_running(True)
         self._clock.start()
         self._thread.start()
+
+    def models_in_use(self) -> set[str]:
+        """The running job's input and output files (nothing when idle)."""
+        return set(self._job_files) if self.running else set()
 
     def cancel(self) -> None:
         if self._cancel is not None:

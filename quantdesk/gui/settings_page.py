@@ -35,6 +35,7 @@ class SettingsPage(QWidget):
         self.context = context
         self._move: EventThread | None = None
         self._move_cancel: threading.Event | None = None
+        self._released_for_move: list[str] = []  # pages that unloaded a model so the folder could move
         self._token_test = 0  # the newest token test; older answers are ignored
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("<h2>Settings</h2>Saved as you change them; the command line uses them too."))
@@ -191,6 +192,20 @@ class SettingsPage(QWidget):
         """Move every model file to ``path`` off the GUI thread; the library follows."""
         if self.moving:
             return
+        folder = models_dir().resolve()
+        held = {owner: {p for p in paths if Path(p).resolve().is_relative_to(folder)}
+                for owner, paths in self.context.model_users().items()}
+        held = {owner: paths for owner, paths in held.items() if paths}
+        if "Quantize" in held:
+            self.context.errors.report("Settings", "a quantize job is reading or writing in the models folder",
+                                       "Let it finish or cancel it on the Quantize page, then move the folder.")
+            return
+        refused = self.context.release_models(held)  # Chat unloads its model
+        if refused:
+            self.context.errors.report("Settings", f"{', '.join(refused)} still holds a model in the models folder",
+                                       "Close it there, then move the folder.")
+            return
+        self._released_for_move = sorted(held)
         cancel = threading.Event()
         busy = self.context.downloads_running()
 
@@ -228,6 +243,8 @@ class SettingsPage(QWidget):
         self._show_folder()
         how = "renamed in place" if result.renamed else "copied and checked"
         note = f"Moved {result.files} files ({fmt_bytes(result.bytes)}, {how})."
+        if self._released_for_move:
+            note += f" {' and '.join(self._released_for_move)} unloaded its model for the move: load it again."
         if result.leftovers:
             note += f" {len(result.leftovers)} old copies could not be deleted, e.g. {result.leftovers[0]}."
         self.folder_note.setText(colored(note, not result.leftovers))

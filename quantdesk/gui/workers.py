@@ -26,7 +26,7 @@ class Job(QRunnable):
         try:
             result = self.fn()
         except QuantDeskError as exc:
-            self._emit(self.signals.failed, str(exc))
+            self._emit(self.signals.failed, f"{exc} — {exc.next_step}" if exc.next_step else str(exc))
         except Exception as exc:  # noqa: BLE001 - reaches the user as a sentence, not a crash
             self._emit(self.signals.failed, f"Unexpected error: {type(exc).__name__}: {exc}")
         else:

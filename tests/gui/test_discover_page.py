@@ -20,7 +20,8 @@ PLAN_TIMEOUT = 30_000
 CHAT_REPO = "someorg/Tiny-Chat-GGUF"
 # deterministic replies from random weights: no raw-byte tokens, always to max_tokens (see test_chat_page.py)
 NO_BYTES = {str(i): -100.0 for i in range(3, 259)}
-FAST = Sampling(max_tokens=48, seed=1, ignore_eos=True, logit_bias=NO_BYTES)
+# long enough to outlast a few of the transcript's render intervals (30–250 ms) even on a fast machine
+STREAMED = Sampling(max_tokens=600, seed=1, ignore_eos=True, logit_bias=NO_BYTES)
 
 
 @pytest.fixture
@@ -237,7 +238,7 @@ def test_download_best_fit_end_to_end_to_a_streamed_chat_reply(qtbot, open_windo
     assert chat.engine.settings.type_k == chat.engine.settings.type_v == 8  # llama.cpp's GGML_TYPE_Q8_0
     assert "q8_0 KV cache" in chat.report_label.text()
 
-    cid = chat.store.create(title="Discover test", sampling=FAST.to_json()).id
+    cid = chat.store.create(title="Discover test", sampling=STREAMED.to_json()).id
     chat.refresh_conversations()
     chat.open_conversation(cid)
     lengths: list[int] = []

@@ -93,6 +93,16 @@ def test_a_finished_job_is_in_the_library_with_its_report(qtbot, page, ctx, tiny
     qtbot.mouseClick(page.show_library_button, Qt.MouseButton.LeftButton)
     assert chats == [model.path] and pages == ["library"]
     assert not page.quantize_button.isEnabled()  # the same job again would overwrite its own output
+    page.recheck()  # the same inputs again are refused, and the way out is named
+    qtbot.waitUntil(lambda: "already exists" in page.preflight.verdict.text(), timeout=30_000)
+    assert "Replace the output file" in page.preflight.verdict.text()
+    page.eval_check.setChecked(False)
+    page.replace_check.setChecked(True)  # run it again over its earlier result
+    qtbot.waitUntil(lambda: page.quantize_button.isEnabled(), timeout=30_000)
+    page.start()
+    qtbot.waitUntil(lambda: not page.running, timeout=180_000)
+    assert ctx.errors.history == [] and [m.path for m in Library().models()] == [model.path]
+    assert model.name in page.result_label.text()
 
 
 def test_refused_types_are_shown_disabled_with_the_reason(qtbot, page, tiny_model):
