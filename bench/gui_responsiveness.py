@@ -58,11 +58,28 @@ class StallMeter:
                 late = (time.perf_counter() - self._last) * 1000
                 if late > threshold_ms and reported != self._last:
                     reported = self._last
-                    frame = sys._current_frames().get(main_id)
+                    frames = sys._current_frames()
+                    names = {t.ident: t.name for t in threading.enumerate()}
+                    frame = frames.get(main_id)
                     stack = "".join(traceback.format_stack(frame)[-8:]) if frame else "?"
-                    print(f"--- GUI thread late by {late:.0f} ms at:\n{stack}", file=sys.stderr)
+                    others = "".join(f"  [{names.get(ident, ident)}] " + traceback.format_stack(f)[-1].strip().replace("\n", " | ") + "\n"
+                                     for ident, f in frames.items() if ident not in (main_id, threading.get_ident()))
+                    print(f"--- GUI thread late by {late:.0f} ms at:\n{stack}other threads:\n{others}", file=sys.stderr)
 
         threading.Thread(target=run, daemon=True).start()
+
+        import gc
+
+        started: dict[str, float] = {}
+
+        def collected(phase: str, info: dict) -> None:  # a long garbage collection is a stall too
+            if phase == "start":
+                started["t"] = time.perf_counter()
+            elif (spent := (time.perf_counter() - started.get("t", time.perf_counter())) * 1000) > 10:
+                print(f"--- garbage collection of generation {info['generation']} took {spent:.0f} ms "
+                      f"({info['collected']} collected) on {threading.current_thread().name}", file=sys.stderr)
+
+        gc.callbacks.append(collected)
 
     def reset(self) -> None:
         self.gaps.clear()

@@ -11,11 +11,13 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from quantdesk.core import sqlite_db
 from quantdesk.core.downloader import Cancelled, DownloadEvent, download_model, partial_path
 from quantdesk.core.errors import QuantDeskError
 from quantdesk.core.hub import RepoFilePart, RepoGGUF
@@ -94,11 +96,11 @@ class DownloadQueue:
         if autostart:
             self._pump()
 
-    def _db(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.db_path, timeout=10)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """A connection in a transaction (committed on success), closed after: see ``sqlite_db``."""
+        with closing(sqlite_db.connect(self.db_path)) as db, db:
+            yield db
 
     def set_max_concurrent(self, n: int) -> None:
         """Change the limit now: a higher one starts queued jobs, a lower one lets running jobs finish."""

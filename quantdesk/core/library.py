@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quantdesk.core import sqlite_db
 from quantdesk.core.errors import QuantDeskError, explain
 from quantdesk.core.model_info import SPLIT_RE, load_model_info, split_parts
 from quantdesk.core.paths import data_dir, models_dir
@@ -154,10 +155,7 @@ class Library:
                 db.execute("ALTER TABLE models ADD COLUMN problems TEXT")
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.db_path, timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.row_factory = sqlite3.Row
-        return db
+        return sqlite_db.connect(self.db_path, timeout=30)  # WAL; never waits for an fsync on the GUI thread
 
     def add(self, *, files: list[dict[str, Any]], source: str, repo: str | None = None, quant: str | None = None,
             name: str | None = None, source_sha256: str | None = None) -> LibraryModel:
