@@ -3,14 +3,17 @@
 The real window (offscreen) runs a 2 ms timer; every gap beyond its interval is time the event loop
 could not answer the user. Measured for the idle window (the reference) and while a download from
 the fake hub (hashing as it streams) and a streamed chat reply into the Chat page run together,
-with the Downloads page, then the Chat page shown. Target: longest stall < 50 ms.
+with the Downloads page, then the Chat page shown. Target: longest stall < 50 ms. The fake hub runs
+in a child process (the real hub is another machine); ``--hub-in-process`` keeps it on this one's threads.
 
-    .venv/bin/python bench/gui_responsiveness.py [--size-mb 512] [--tokens 200]
+    .venv/bin/python bench/gui_responsiveness.py [--size-mb 512] [--tokens 200] [--trace]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import multiprocessing
 import os
 import sys
 import statistics
@@ -98,11 +101,44 @@ def spin(app, seconds: float, until=None) -> None:
         time.sleep(0.001)
 
 
+def serve_hub(big: str, ready, stop) -> None:
+    """The fake hub in its own process, as the real one is another machine: its threads must not
+    compete with the app's for the interpreter lock (that would be the bench measuring itself)."""
+    from tests.support.fake_hub import FakeHub
+
+    with FakeHub() as hub:
+        hub.add_repo("bench/Big-GGUF", {Path(big).name: Path(big)})
+        ready.put(hub.endpoint)
+        stop.wait()
+
+
+@contextlib.contextmanager
+def hub_process(big: Path, in_process: bool):
+    if in_process:
+        from tests.support.fake_hub import FakeHub
+
+        with FakeHub() as hub:
+            hub.add_repo("bench/Big-GGUF", {big.name: big})
+            yield hub.endpoint
+        return
+    ctx = multiprocessing.get_context("spawn")
+    ready, stop = ctx.Queue(), ctx.Event()
+    proc = ctx.Process(target=serve_hub, args=(str(big), ready, stop), daemon=True)
+    proc.start()
+    try:
+        yield ready.get(timeout=60)
+    finally:
+        stop.set()
+        proc.join(timeout=10)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=512)
     parser.add_argument("--tokens", type=int, default=200)
-    parser.add_argument("--trace", action="store_true", help="print the GUI thread's stack at each stall > 30 ms")
+    parser.add_argument("--trace", action="store_true", help="print the GUI thread's stack at each stall > 45 ms")
+    parser.add_argument("--hub-in-process", action="store_true",
+                        help="run the fake hub on threads of this process (its threads then compete for the GIL)")
     args = parser.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ["QUANTDESK_NO_AUTO_REFRESH"] = "1"
@@ -121,21 +157,23 @@ def main() -> int:
     from quantdesk.core.hub import list_repo_ggufs
     from quantdesk.core.sampling import Sampling
     from quantdesk.gui.app import MainWindow
-    from tests.support.fake_hub import FakeHub
-
-    with FakeHub() as hub:
-        hub.add_repo("bench/Big-GGUF", {big.name: big})
-        os.environ["HF_ENDPOINT"] = hub.endpoint
+    with hub_process(big, args.hub_in_process) as endpoint:
+        os.environ["HF_ENDPOINT"] = endpoint
         entry = list_repo_ggufs("bench/Big-GGUF")[0]
         app = QApplication.instance() or QApplication([])
         window = MainWindow(detect_hardware())
         window.resize(1200, 800)
         window.show()
-        chat = window.chat_page
-        spin(app, 1.0)
+        spin(app, 0.3)  # the first paint (bench/cold_start.py measures it)
         meter = StallMeter()
         if args.trace:
             meter.watch()
+
+        meter.reset()  # the other pages are built now, after their imports ran on a background thread
+        spin(app, 3.0)
+        startup = meter.summary()
+        built = len(window._built)
+        chat = window.chat_page
 
         meter.reset()
         spin(app, 3.0)
@@ -175,7 +213,9 @@ def main() -> int:
     print()
     print("| phase | ticks | longest stall | p99 stall | mean | stalls > 50 ms |")
     print("|---|---|---|---|---|---|")
-    for name, s in (("idle window (reference)", idle), ("download + chat reply", busy)):
+    phases = ((f"first 3 s after the first paint ({built} of 7 pages built then)", startup),
+              ("idle window (reference)", idle), ("download + chat reply", busy))
+    for name, s in phases:
         print(f"| {name} | {s['ticks']} | {s['max']:.1f} ms | {s['p99']:.1f} ms | {s['mean']:.2f} ms | {s['over50']} |")
     ratio = busy["max"] / idle["max"] if idle["max"] else float("inf")
     print(f"\nlongest stall busy / idle: {ratio:.1f}x; target < 50 ms: {'met' if busy['max'] < 50 else 'NOT met'}")

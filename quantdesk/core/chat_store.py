@@ -20,7 +20,7 @@ from quantdesk.core.errors import QuantDeskError
 from quantdesk.core.paths import data_dir
 
 STATUSES = ("complete", "streaming", "stopped", "interrupted", "failed")
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     title TEXT NOT NULL,
@@ -79,7 +79,7 @@ class ChatStore:
         self.path = path or data_dir() / "chats.db"
         self._local = threading.local()
         with self._db() as db:
-            db.executescript(_SCHEMA)
+            db.executescript(SCHEMA)
             db.execute("UPDATE messages SET status='interrupted' WHERE status='streaming'")
 
     def _db(self) -> sqlite3.Connection:

@@ -25,7 +25,7 @@ from quantdesk.core.paths import data_dir
 
 STATES = ("queued", "downloading", "verifying", "paused", "failed", "done", "cancelled")
 ACTIVE = ("downloading", "verifying")
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS downloads (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     repo TEXT NOT NULL,
@@ -90,7 +90,7 @@ class DownloadQueue:
         self._live: dict[int, tuple[float, float | None]] = {}
         self._closed = False
         with self._db() as db:
-            db.executescript(_SCHEMA)
+            db.executescript(SCHEMA)
             # a crash or quit mid-download: queue it again; the partial file resumes
             db.execute("UPDATE downloads SET state='queued' WHERE state IN ('downloading', 'verifying')")
         if autostart:

@@ -24,7 +24,7 @@ from quantdesk.core.model_info import SPLIT_RE, load_model_info, split_parts
 from quantdesk.core.paths import data_dir, models_dir
 
 SOURCES = ("downloaded", "quantized", "imported")
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
     name TEXT PRIMARY KEY,
     repo TEXT,
@@ -149,7 +149,7 @@ class Library:
     def __init__(self, db_path: Path | None = None) -> None:
         self.db_path = db_path or data_dir() / "library.db"
         with closing(self._connect()) as db, db:
-            db.executescript(_SCHEMA)
+            db.executescript(SCHEMA)
             columns = {r["name"] for r in db.execute("PRAGMA table_info(models)")}
             if "problems" not in columns:  # a library made before verification results were kept
                 db.execute("ALTER TABLE models ADD COLUMN problems TEXT")

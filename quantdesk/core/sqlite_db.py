@@ -15,6 +15,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections import OrderedDict
+from contextlib import closing
 from pathlib import Path
 
 MAX_KEEPERS = 8  # files kept open at once (tests make many data folders; an app uses two or three)
@@ -32,6 +33,13 @@ def connect(path: str | Path, timeout: float = 10.0) -> sqlite3.Connection:
     if threading.current_thread() is threading.main_thread():
         db.execute("PRAGMA wal_autocheckpoint=0")
     return db
+
+
+def prepare(path: str | Path, schema: str) -> None:
+    """Create the file and its tables (idempotent ``CREATE … IF NOT EXISTS``) and keep it open: the
+    first creation fsyncs, so an app does this off its GUI thread before a page needs the file."""
+    with closing(connect(path)) as db, db:
+        db.executescript(schema)
 
 
 def _keep_open(key: str, timeout: float) -> None:

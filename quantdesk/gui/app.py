@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping
 
 from PySide6.QtCore import QTimer
@@ -16,6 +17,7 @@ from quantdesk.core.hardware import Hardware, resolve_hardware
 from quantdesk.core.settings import load_settings
 from quantdesk.gui.context import AppContext
 from quantdesk.gui.error_bridge import ErrorBanner
+from quantdesk.gui.preload import start_preload
 from quantdesk.gui.theme import apply_theme
 
 
@@ -146,7 +148,9 @@ class MainWindow(QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         self.show_page(str(state.value("page", "hardware")))
-        # the shown page is built now, the others once the window has painted, one per event-loop turn
+        # the shown page is built now, the others once the window has painted and their imports are
+        # done (on a background thread: see gui/preload.py), one per event-loop turn
+        self._preload: threading.Thread | None = None
         self._builder = QTimer(self, singleShot=True, interval=200, timeout=self._build_next)  # dies with us
         self._builder.start()
         self.context.refresh_catalog_in_background()
@@ -174,9 +178,15 @@ class MainWindow(QMainWindow):
 
     def _build_next(self) -> None:
         missing = [name for name in PAGES if name not in self._built]
-        if missing:
-            self.page(missing[0])
-            self._builder.start(0)
+        if not missing:
+            return
+        if self._preload is None:
+            self._preload = start_preload()
+        if self._preload.is_alive():
+            self._builder.start(30)  # building now would import on the GUI thread
+            return
+        self.page(missing[0])
+        self._builder.start(0)
 
     def _row_changed(self, row: int) -> None:
         if 0 <= row < len(PAGES):

@@ -20,10 +20,11 @@ from quantdesk.core.hub import DEFAULT_ENDPOINT
 from quantdesk.core.models_move import MoveCancelled, MoveProgress, MoveResult, move_models_dir
 from quantdesk.core.paths import models_dir
 from quantdesk.core.settings import THEMES, load_settings, normalize_endpoint, save_settings
-from quantdesk.core.tokens import check_token, clear_token, save_token, token_status
+from quantdesk.core.tokens import TokenStatus, check_token, clear_token, save_token, token_status
 from quantdesk.core.units import fmt_bytes
 from quantdesk.gui.context import AppContext
 from quantdesk.gui.event_thread import Emit, EventThread
+from quantdesk.gui.latest import Latest
 from quantdesk.gui.status_text import colored
 from quantdesk.gui.theme import LABELS, apply_theme
 from quantdesk.gui.workers import run_in_background
@@ -37,6 +38,7 @@ class SettingsPage(QWidget):
         self._move_cancel: threading.Event | None = None
         self._released_for_move: list[str] = []  # pages that unloaded a model so the folder could move
         self._token_test = 0  # the newest token test; older answers are ignored
+        self._token_query = Latest(self)  # the keyring's answer about the token in use; the newest wins
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("<h2>Settings</h2>Saved as you change them; the command line uses them too."))
         layout.addWidget(self._models_group())
@@ -262,7 +264,14 @@ class SettingsPage(QWidget):
 
     # --- hub ----------------------------------------------------------------------------------
     def _show_token(self, extra: str = "") -> None:
-        status = token_status()
+        """Which token is used, asked off the GUI thread: the OS keyring may answer slowly (D-Bus, an
+        unlock prompt) and the huggingface_hub login needs that package imported (0.3 s)."""
+        if not self.token_status.text():
+            self.token_status.setText("Checking the OS keyring…")
+        self._token_query.run(token_status, lambda status: self._show_token_status(status, extra),
+                              lambda _exc: self._show_token_status(TokenStatus(None, None, None, False), extra))
+
+    def _show_token_status(self, status: TokenStatus, extra: str) -> None:
         if status.source and status.source != "keyring":
             where = (f"{status.source} is set in the environment" if status.source != "huggingface_hub login"
                      else "the huggingface_hub login is used")

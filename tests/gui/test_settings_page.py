@@ -74,17 +74,18 @@ def test_token_goes_to_the_keyring_never_to_settings(qtbot, page, ctx, memory_ke
     page.save_token()
     assert hub_token() == TOKEN and changed
     assert page.token_edit.text() == ""
-    assert "Stored in Memory Keyring: hf_…0123" in page.token_status.text()
+    qtbot.waitUntil(lambda: "Stored in Memory Keyring: hf_…0123" in page.token_status.text(), timeout=10_000)
     page.threads_spin.setValue(2)  # the settings file is written again: still no token in it
     assert TOKEN not in page.token_status.text() and TOKEN not in settings_path().read_text(encoding="utf-8")
     assert page.clear_token_button.isEnabled()
     page.clear_token()
-    assert hub_token() is None and "No token" in page.token_status.text()
+    assert hub_token() is None
+    qtbot.waitUntil(lambda: "No token" in page.token_status.text(), timeout=10_000)
     assert not page.clear_token_button.isEnabled()
 
 
-def test_without_a_keyring_the_page_says_to_use_hf_token(page, ctx):
-    assert "No OS keyring available here" in page.token_status.text()
+def test_without_a_keyring_the_page_says_to_use_hf_token(qtbot, page, ctx):
+    qtbot.waitUntil(lambda: "No OS keyring available here" in page.token_status.text(), timeout=10_000)
     page.token_edit.setText(TOKEN)
     page.save_token()
     assert "no OS keyring" in ctx.errors.history[-1].sentence and "HF_TOKEN" in ctx.errors.history[-1].next_step
