@@ -129,11 +129,8 @@ class QuantizePage(QWidget):
         row.addWidget(self.output_edit, 1)
         grid.addLayout(row, 1, 1)
         grid.addWidget(self.choose_button, 1, 2)
-        checks = QHBoxLayout()
-        checks.addWidget(self.eval_check)
-        checks.addWidget(self.replace_check)
-        checks.addStretch(1)
-        grid.addLayout(checks, 2, 1, 1, 2)
+        grid.addWidget(self.eval_check, 2, 1, 1, 2)
+        grid.addWidget(self.replace_check, 3, 1, 1, 2)
         grid.setColumnStretch(1, 1)
         return grid
 

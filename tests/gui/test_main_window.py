@@ -133,3 +133,17 @@ def test_the_app_carries_its_icon_and_desktop_file_name(qapp):
     _identify(qapp)
     assert not qapp.windowIcon().isNull() and qapp.windowIcon().availableSizes()
     assert qapp.desktopFileName() == "io.github.quantdesk.QuantDesk"
+
+
+def test_no_page_forces_the_window_wider_than_its_default(qtbot, monkeypatch):
+    """A page whose controls need more than the default 1100 px widens the whole window (a long
+    checkbox row once did): each page must fit, with the sidebar, in the default size."""
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # offline: Discover shows its longest notice
+    window = MainWindow(load_hardware_spec("nvidia-8gb"))
+    qtbot.addWidget(window)
+    window.show()
+    for name in ("hardware", "discover", "downloads", "library", "quantize", "chat", "settings"):
+        window.show_page(name)
+        qtbot.wait(50)
+        assert window.minimumSizeHint().width() <= 1100, name
+        assert window.width() == 1100, name
