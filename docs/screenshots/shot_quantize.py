@@ -26,13 +26,13 @@ SHAPE = factory.ModelShape(n_vocab=32000, n_embd=1024, n_layer=8, n_head=16, n_h
                            n_ctx_train=2048, name="demo-160m")
 
 
-def wait(app: QApplication, until, seconds: float) -> None:
+def wait(app: QApplication, until, seconds: float, why=lambda: "") -> None:
     deadline = time.monotonic() + seconds
     while not until() and time.monotonic() < deadline:
         app.processEvents()
         time.sleep(0.01)
     if not until():
-        raise SystemExit("timed out")
+        raise SystemExit(f"timed out: {why()}")
 
 
 def main(out: str) -> int:
@@ -43,7 +43,8 @@ def main(out: str) -> int:
     window.context.quantize_requested.emit(str(source), "Q4_K_M")
     page = window.pages["quantize"]
     page.eval_check.setChecked(True)
-    wait(app, lambda: page.last_check is not None and page.quantize_button.isEnabled(), 60)
+    wait(app, lambda: page.last_check is not None and page.quantize_button.isEnabled(), 60,
+         lambda: f"{page.source!r} {page.preset!r} {page.preflight.verdict.text()}")
     page.start()
     wait(app, lambda: not page.running, 600)
     for _ in range(20):

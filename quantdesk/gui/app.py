@@ -143,6 +143,7 @@ class MainWindow(QMainWindow):
         self.context.show_page.connect(self.show_page)
         self.context.open_in_chat.connect(self.open_in_chat)
         self.context.open_in_chat_planned.connect(self.open_in_chat)
+        self.context.quantize_requested.connect(self._quantize_requested)
         state = self.context.state
         geometry = state.value("geometry")
         if geometry is not None:
@@ -175,6 +176,12 @@ class MainWindow(QMainWindow):
         if name == "chat":
             page.select_model(str(self.context.state.value("chat/model", "") or ""))
         return page
+
+    def _quantize_requested(self, source: str, preset: str) -> None:
+        """A built Quantize page takes requests itself; one not built yet is built for this one (it
+        would otherwise miss the request it exists to answer)."""
+        if "quantize" not in self._built:
+            self.page("quantize").request(source, preset)
 
     def _build_next(self) -> None:
         missing = [name for name in PAGES if name not in self._built]

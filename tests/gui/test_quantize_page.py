@@ -163,3 +163,15 @@ def test_a_hub_repo_is_checked_from_its_header_then_downloaded_and_quantized(qtb
     assert ctx.errors.history == [], ctx.errors.history
     assert fake_hub.bytes_served[(repo, "Tiny-F16.gguf")] >= tiny_model.stat().st_size
     assert {m.source for m in Library().models()} == {"downloaded", "quantized"}
+
+
+def test_a_request_reaches_a_quantize_page_not_built_yet(qtbot, tiny_model):
+    window = MainWindow(load_hardware_spec("cpu-16gb-laptop"))
+    qtbot.addWidget(window)
+    window._builder.stop()  # as if the user asked within the first second, before the lazy build
+    assert "quantize" not in window._built
+    window.context.quantize_requested.emit(str(tiny_model), "Q8_0")
+    page = window.pages["quantize"]
+    assert page.source == str(tiny_model) and window.current_page() == "quantize"
+    qtbot.waitUntil(lambda: page.types_loaded and page.preset == "Q8_0", timeout=30_000)
+    page.shutdown()
