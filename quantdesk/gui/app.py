@@ -60,7 +60,7 @@ def _quantize_page(ctx: AppContext) -> QWidget:
     from quantdesk.gui.quantize_page import QuantizePage
 
     page = QuantizePage(ctx)
-    ctx.register_model_user("Quantize", page.models_in_use)  # a running job cannot let its files go
+    ctx.register_model_user("Quantize", page.models_in_use, doing="a quantize job")  # it cannot let go
     return page
 
 

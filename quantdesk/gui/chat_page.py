@@ -54,6 +54,11 @@ def _when(ts: float) -> str:
     return time.strftime("%b %d" if t.tm_year == now.tm_year else "%Y-%m-%d", t)
 
 
+def _kv_suffix(kv_type: str | None) -> str:
+    """" (q8_0 KV cache)" when the KV cache is quantized; nothing for the default f16."""
+    return f" ({kv_type} KV cache)" if kv_type and kv_type != "f16" else ""
+
+
 def figures_text(figures: dict[str, Any] | None) -> str:
     """One line of a reply's stored figures: tokens, TTFT, speeds, context used of n_ctx."""
     if not figures:
@@ -579,9 +584,7 @@ class ChatPage(QWidget):
         self.hide_error()
         self._loading_name = name
         self._loading_path = path
-        ctx_text = f"{ctx:,} tokens of context" if ctx else "the planner's context"
-        if kv_type and kv_type != "f16":
-            ctx_text += f" ({kv_type} KV cache)"
+        ctx_text = (f"{ctx:,} tokens of context" if ctx else "the planner's context") + _kv_suffix(kv_type)
         self.report_label.setText(f"Loading <b>{html.escape(name)}</b> with {ctx_text}…")
         self.loading_bar.show()
         self._update_actions()
@@ -650,16 +653,13 @@ class ChatPage(QWidget):
             return ""
         seconds = f"{report.load_s:.1f}" if report.load_s >= 1 else f"{report.load_s:.2f}"
         lines = [f"<b>{html.escape(name)}</b> loaded in {seconds} s — {html.escape(report.summary)}. "
-                 f"{fmt_bytes(report.ram)} RAM in use · {report.n_ctx:,} tokens of context{self._kv_text()}."]
+                 f"{fmt_bytes(report.ram)} RAM in use · {report.n_ctx:,} tokens of context"
+                 f"{_kv_suffix(self._loaded_args[3] if self._loaded_args else None)}."]
         for note in self._planned_notes + report.notes:
             lines.append(f"⚠ {html.escape(note[0].upper() + note[1:])}.")
         if self._template_note:
             lines.append(f"⚠ Chat template: {html.escape(self._template_note)}.")
         return "<br>".join(lines)
-
-    def _kv_text(self) -> str:
-        kv = self._loaded_args[3] if self._loaded_args else None
-        return f" ({kv} KV cache)" if kv and kv != "f16" else ""
 
     def reload_model(self) -> None:
         """Load the last model again with the same context (after a crash, or to start fresh)."""
@@ -691,20 +691,19 @@ class ChatPage(QWidget):
             return {self._loading_path}
         return set()
 
-    def release_model(self, path: str) -> bool:
+    def release_model(self, path: str) -> None:
         """Unload ``path`` (a delete or a folder move needs it): stops a reply or a load first."""
         if path not in self.models_in_use():
-            return True
+            return
         note = f"Model unloaded: {html.escape(Path(path).name)} was deleted or moved. {self._idle_hint()}"
         if self.loading:
             self.cancel_load()
         if self._streaming:  # the reply stops within a token; the model goes when it has
             self._unload_note = note
             self.stop()
-            return True
+            return
         self.unload_model()
         self.report_label.setText(note)
-        return True
 
     def _idle_hint(self) -> str:
         return "Pick a model from the library and press Load."

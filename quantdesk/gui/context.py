@@ -31,9 +31,11 @@ def app_state() -> QSettings:
 @dataclass
 class ModelUser:
     """A page that holds model files open: ``in_use()`` says which paths now; ``release(path)``
-    lets one go (Chat unloads it) and returns False when it cannot (a running quantize)."""
+    lets one go (Chat unloads it). A user without ``release`` (a running quantize) cannot let go,
+    and a refusal names it by ``doing`` ("a quantize job")."""
     in_use: Callable[[], set[str]]
-    release: Callable[[str], bool] | None = None
+    release: Callable[[str], None] | None = None
+    doing: str = ""
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -63,8 +65,8 @@ class AppContext(QObject):
 
     # --- which page holds which model file (so a delete or a folder move does not pull it away) ----
     def register_model_user(self, owner: str, in_use: Callable[[], set[str]],
-                            release: Callable[[str], bool] | None = None) -> None:
-        self._model_users[owner] = ModelUser(in_use, release)
+                            release: Callable[[str], None] | None = None, doing: str = "") -> None:
+        self._model_users[owner] = ModelUser(in_use, release, doing or f"the {owner} page")
 
     def model_users(self, paths: Iterable[str] | None = None) -> dict[str, set[str]]:
         """Owner → the files it holds now, among ``paths`` (all files when None)."""
@@ -76,14 +78,18 @@ class AppContext(QObject):
                 out[owner] = held
         return out
 
-    def release_models(self, users: dict[str, set[str]]) -> list[str]:
-        """Ask each owner to let its files go; returns the owners that cannot (they keep them)."""
-        refused = []
+    def holding_on(self, users: dict[str, set[str]]) -> tuple[str, str] | None:
+        """(owner, what it is doing) of the first of ``users`` that cannot let its files go, or None."""
+        return next(((owner, self._model_users[owner].doing) for owner in users
+                     if self._model_users[owner].release is None), None)
+
+    def release_models(self, users: dict[str, set[str]]) -> None:
+        """Ask each owner to let its files go (check ``holding_on`` first)."""
         for owner, paths in users.items():
             release = self._model_users[owner].release
-            if release is None or not all(release(p) for p in paths):
-                refused.append(owner)
-        return refused
+            for path in paths:
+                if release is not None:
+                    release(path)
 
     def refresh_catalog_in_background(self) -> bool:
         """Bring the offline catalog up to date when the hub answers and the last refresh is old;

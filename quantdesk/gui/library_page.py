@@ -208,9 +208,10 @@ class LibraryPage(QWidget):
             return
         owned = model.source != "imported"
         users = self.context.model_users([str(f["path"]) for f in model.files] + [model.path])
-        if "Quantize" in users:
-            self.context.errors.report("Library", f"a quantize job is using {model.name}",
-                                       "Let it finish or cancel it on the Quantize page, then delete the model.")
+        stuck = self.context.holding_on(users)
+        if stuck is not None:
+            self.context.errors.report("Library", f"{stuck[1]} is using {model.name}",
+                                       f"Let it finish or cancel it on the {stuck[0]} page, then delete the model.")
             return
         if confirm:
             text = (f"Delete {model.name} and its file{'s' if len(model.files) > 1 else ''} "
@@ -223,9 +224,7 @@ class LibraryPage(QWidget):
                                           QMessageBox.StandardButton.No)
             if answer != QMessageBox.StandardButton.Yes:
                 return
-        if self.context.release_models(users):
-            self.context.errors.report("Library", f"{model.name} is still in use", "Close it there, then delete it.")
-            return
+        self.context.release_models(users)
         run_in_background(lambda: Library().remove(model.name), lambda _: self.context.library_changed.emit(),
                           lambda message: self.context.errors.report("Library", message))
 

@@ -198,15 +198,12 @@ class SettingsPage(QWidget):
         held = {owner: {p for p in paths if Path(p).resolve().is_relative_to(folder)}
                 for owner, paths in self.context.model_users().items()}
         held = {owner: paths for owner, paths in held.items() if paths}
-        if "Quantize" in held:
-            self.context.errors.report("Settings", "a quantize job is reading or writing in the models folder",
-                                       "Let it finish or cancel it on the Quantize page, then move the folder.")
+        stuck = self.context.holding_on(held)
+        if stuck is not None:
+            self.context.errors.report("Settings", f"{stuck[1]} is reading or writing in the models folder",
+                                       f"Let it finish or cancel it on the {stuck[0]} page, then move the folder.")
             return
-        refused = self.context.release_models(held)  # Chat unloads its model
-        if refused:
-            self.context.errors.report("Settings", f"{', '.join(refused)} still holds a model in the models folder",
-                                       "Close it there, then move the folder.")
-            return
+        self.context.release_models(held)  # Chat unloads its model
         self._released_for_move = sorted(held)
         cancel = threading.Event()
         busy = self.context.downloads_running()
