@@ -244,6 +244,9 @@ class MainWindow(QMainWindow):
         chat = self._built.get("chat")
         if chat is not None and chat.model_path():
             state.setValue("chat/model", chat.model_path())
+        # Gone from the screen first: what follows (ending the model's process, syncing settings)
+        # may take seconds, and a window that lingers after Close looks hung.
+        self.hide()
         state.sync()
         for page in self._built.values():
             shutdown = getattr(page, "shutdown", None)

@@ -147,3 +147,16 @@ def test_no_page_forces_the_window_wider_than_its_default(qtbot, monkeypatch):
         qtbot.wait(50)
         assert window.minimumSizeHint().width() <= 1100, name
         assert window.width() == 1100, name
+
+
+def test_close_hides_the_window_before_pages_shut_down(qtbot, monkeypatch):
+    """Ending a model's process can take seconds; the window must not linger on screen meanwhile."""
+    window = MainWindow(load_hardware_spec("cpu-8gb-laptop"))
+    qtbot.addWidget(window)
+    window.show()
+    chat = window.chat_page
+    seen: list[bool] = []
+    real = chat.shutdown
+    monkeypatch.setattr(chat, "shutdown", lambda: (seen.append(window.isVisible()), real()))
+    window.close()
+    assert seen == [False]
