@@ -88,7 +88,8 @@ class HardwarePage(QWidget):
         from quantdesk.core.detect import detect_hardware
 
         run_in_background(detect_hardware, self._apply,
-                          lambda msg: self._report(msg, "The simulated presets still work for planning."))
+                          lambda msg: self._report(msg, "The simulated presets still work for planning."),
+                          owner=self)
 
     def _apply(self, hw: Hardware) -> None:
         if self.context is not None:
@@ -129,7 +130,7 @@ class HardwarePage(QWidget):
         def failed(_msg: str) -> None:
             self._refreshing = False
 
-        run_in_background(detect_hardware, done, failed)
+        run_in_background(detect_hardware, done, failed, owner=self)
 
     # --- showing -----------------------------------------------------------------------------
     def show_hardware(self, hw: Hardware) -> None:

@@ -86,7 +86,7 @@ class QuantizePage(QWidget):
         self._set_running(False)
         # llama.cpp's preset list imports llama_cpp (a fraction of a second): not on the GUI thread
         run_in_background(_preset_lists, self._types_arrived,
-                          lambda message: self.context.errors.report("Quantize", message))
+                          lambda message: self.context.errors.report("Quantize", message), owner=self)
 
     # --- layout -------------------------------------------------------------------------------
     def _inputs(self) -> QGridLayout:
@@ -284,7 +284,7 @@ class QuantizePage(QWidget):
         run_in_background(lambda: check_job(spec, preset, output, overwrite=overwrite, evaluate_quality=evaluate,
                                             hardware=hw),
                           lambda check: self._checked(check, generation),
-                          lambda message: self._refused(message, generation))
+                          lambda message: self._refused(message, generation), owner=self)
 
     def _checked(self, check: JobCheck, generation: int) -> None:
         if generation != self._generation or self.running:

@@ -321,7 +321,7 @@ class SettingsPage(QWidget):
                 self.test_token_button.setEnabled(True)
                 self._show_token(colored(message, False))
 
-        run_in_background(lambda: check_token(typed), done, failed)
+        run_in_background(lambda: check_token(typed), done, failed, owner=self)
 
     def save_endpoint(self) -> None:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import shiboken6
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from quantdesk.core.errors import QuantDeskError
@@ -44,13 +45,28 @@ _running: set[Job] = set()  # keeps each job's signal object alive until its res
 
 
 def run_in_background(fn: Callable[[], Any], on_done: Callable[[Any], None],
-                      on_failed: Callable[[str], None]) -> Job:
+                      on_failed: Callable[[str], None], owner: QObject | None = None) -> Job:
+    """Run ``fn`` on the pool; ``on_done``/``on_failed`` run on the GUI thread.
+
+    With an ``owner`` (the widget that asked), the result is dropped if that widget has been deleted
+    meanwhile, instead of calling into a dead C++ object.
+    """
     job = Job(fn)
     job.setAutoDelete(False)
-    job.signals.done.connect(on_done)
-    job.signals.failed.connect(on_failed)
+    job.signals.done.connect(_while_alive(owner, on_done))
+    job.signals.failed.connect(_while_alive(owner, on_failed))
     job.signals.done.connect(lambda _: _running.discard(job))
     job.signals.failed.connect(lambda _: _running.discard(job))
     _running.add(job)
     QThreadPool.globalInstance().start(job)
     return job
+
+
+def _while_alive(owner: QObject | None, callback: Callable[[Any], None]) -> Callable[[Any], None]:
+    if owner is None:
+        return callback
+
+    def call(value: Any) -> None:
+        if shiboken6.isValid(owner):
+            callback(value)
+    return call
