@@ -95,6 +95,38 @@ def deb_control(meta: AppMeta, arch: str, installed_kib: int, depends: list[str]
     return "\n".join(fields + [f" {line}" for line in body]) + "\n"
 
 
+def numeric_version(meta: AppMeta) -> tuple[int, int, int, int]:
+    """Windows version resources hold four numbers: ``0.2.0rc1`` -> ``(0, 2, 0, 0)``."""
+    release = re.match(r"\d+(?:\.\d+)*", meta.version)
+    numbers = [int(n) for n in release.group(0).split(".")] if release else []
+    return tuple((numbers + [0, 0, 0, 0])[:4])  # type: ignore[return-value]
+
+
+def windows_version_strings(meta: AppMeta, exe_name: str, description: str) -> dict[str, str]:
+    """The string table of an ``.exe``'s version resource. Explorer's Details tab shows it, and Task
+    Manager names a process by its ``FileDescription``; blank ones also look suspect to SmartScreen."""
+    return {
+        "CompanyName": meta.vendor,
+        "FileDescription": description,
+        "FileVersion": meta.version,
+        "InternalName": exe_name.rsplit(".", 1)[0],
+        "LegalCopyright": meta.copyright,
+        "OriginalFilename": exe_name,
+        "ProductName": meta.name,
+        "ProductVersion": meta.version,
+    }
+
+
+def iss_defines(meta: AppMeta, bundle: Path, output_dir: Path, icon: Path) -> dict[str, str]:
+    """The ``/D`` defines ``installer/quantdesk.iss`` expects (a test checks the script uses exactly these)."""
+    return {
+        "AppName": meta.name, "AppId": meta.app_id, "AppVersion": meta.version,
+        "AppNumericVersion": ".".join(map(str, numeric_version(meta))),
+        "AppPublisher": meta.vendor, "AppCopyright": meta.copyright,
+        "BundleDir": str(bundle), "OutputDir": str(output_dir), "IconFile": str(icon),
+    }
+
+
 def info_plist(meta: AppMeta) -> dict[str, object]:
     """Keys for the macOS bundle's ``Info.plist`` (PyInstaller adds the executable and icon keys)."""
     return {

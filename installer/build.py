@@ -1,7 +1,7 @@
 """Build QuantDesk's bundle and installer for this OS — one command per OS:
 
     python installer/build.py linux     # dist/quantdesk/ and dist/quantdesk_VERSION_ARCH.deb
-    python installer/build.py windows   # dist\\quantdesk\\ and dist\\QuantDesk-VERSION-setup.exe (Inno Setup 6)
+    python installer/build.py windows   # dist\\quantdesk\\ and dist\\QuantDesk-VERSION-setup.exe (Inno Setup 6.3+)
     python installer/build.py macos     # dist/QuantDesk.app and dist/QuantDesk-VERSION.dmg
 
 PyInstaller cannot cross-build, so each runs on its own OS. ``build-info.json`` in the output
@@ -75,10 +75,9 @@ def find_iscc() -> str | None:
 def build_windows(dist: Path, work: Path, meta: appmeta.AppMeta) -> dict[str, object]:
     iscc = find_iscc()
     if not iscc:
-        raise SystemExit("Inno Setup 6 (ISCC.exe) not found: install it from https://jrsoftware.org/isinfo.php")
+        raise SystemExit("Inno Setup 6.3 or later (ISCC.exe) not found: install it from https://jrsoftware.org/isinfo.php")
     bundle = dist / meta.executable
-    defines = {"AppName": meta.name, "AppId": meta.app_id, "AppVersion": meta.version, "AppPublisher": meta.vendor,
-               "BundleDir": str(bundle), "OutputDir": str(dist), "IconFile": str(ROOT / "resources" / "icons" / "quantdesk.ico")}
+    defines = appmeta.iss_defines(meta, bundle, dist, ROOT / "resources" / "icons" / "quantdesk.ico")
     subprocess.run([iscc, *(f"/D{k}={v}" for k, v in defines.items()), str(ROOT / "installer" / "quantdesk.iss")],
                    check=True)
     return {"bundle": str(bundle), "installer": str(dist / f"{meta.name}-{meta.version}-setup.exe")}
@@ -86,6 +85,9 @@ def build_windows(dist: Path, work: Path, meta: appmeta.AppMeta) -> dict[str, ob
 
 def build_macos(dist: Path, work: Path, meta: appmeta.AppMeta) -> dict[str, object]:
     app = dist / f"{meta.name}.app"
+    # PyInstaller ad-hoc signs the bundle; a signature broken by a later change would make macOS
+    # refuse to start the app with a vague "damaged" message, so check it here instead.
+    subprocess.run(["codesign", "--verify", "--deep", "--strict", str(app)], check=True)
     staging = work / "dmg"
     if staging.exists():
         shutil.rmtree(staging)
@@ -96,6 +98,7 @@ def build_macos(dist: Path, work: Path, meta: appmeta.AppMeta) -> dict[str, obje
     dmg.unlink(missing_ok=True)
     subprocess.run(["hdiutil", "create", "-volname", meta.name, "-srcfolder", str(staging), "-ov",
                     "-format", "UDZO", str(dmg)], check=True)
+    subprocess.run(["hdiutil", "verify", str(dmg)], check=True)  # the image's own checksum
     return {"bundle": str(app), "installer": str(dmg)}
 
 

@@ -31,6 +31,12 @@ QT_DROPS: dict[str, frozenset[str] | None] = {
 }
 
 
+# Files at the top of Qt's tree (Windows keeps its DLLs there). Software OpenGL (Mesa llvmpipe,
+# ~20 MB) and the Direct3D shader compiler serve Qt Quick and QOpenGLWidget; a Widgets app that
+# never makes a GL context does not load them.
+QT_TOP_DROPS = frozenset({"opengl32sw", "d3dcompiler_47"})
+
+
 def qt_path(dest: str) -> str | None:
     """``plugins/platforms/libqvnc.so`` for a file in PySide6's Qt tree (Linux and macOS put it
     under ``PySide6/Qt/``, Windows directly under ``PySide6/``); None for anything else."""
@@ -53,6 +59,8 @@ def is_dropped(dest: str) -> bool:
     path = qt_path(dest)
     if path is None:
         return False
+    if "/" not in path:
+        return stem(path) in QT_TOP_DROPS
     for folder, stems in QT_DROPS.items():
         if path.startswith(folder + "/"):
             return stems is None or stem(path) in stems

@@ -1,14 +1,19 @@
-; Inno Setup 6 script for QuantDesk on Windows (x64). Run through `python installer/build.py windows`,
-; which builds the PyInstaller folder first and passes the /D defines below; by hand:
+; Inno Setup 6.3+ script for QuantDesk on Windows (x64). Run through `python installer/build.py windows`,
+; which builds the PyInstaller folder first and passes the /D defines below (installer/appmeta.py,
+; iss_defines). By hand, from the repository root (relative paths are read from this script's folder):
 ;   ISCC /DAppName=QuantDesk /DAppId=io.github.quantdesk.QuantDesk /DAppVersion=0.1.0
-;        /DAppPublisher="QuantDesk contributors" /DBundleDir=dist\quantdesk /DOutputDir=dist
-;        /DIconFile=resources\icons\quantdesk.ico installer\quantdesk.iss
+;        /DAppNumericVersion=0.1.0.0 /DAppPublisher="QuantDesk contributors"
+;        /DAppCopyright="Copyright (c) QuantDesk contributors" /DBundleDir=..\dist\quantdesk
+;        /DOutputDir=..\dist /DIconFile=..\resources\icons\quantdesk.ico installer\quantdesk.iss
 ; Installs per user by default (no UAC prompt); the dialog offers all users. The data folder
 ; (%LOCALAPPDATA%\QuantDesk: models, chats) is left alone on uninstall: models are large and costly
 ; to download again.
 
+#if Ver < EncodeVer(6, 3, 0)
+  #error Inno Setup 6.3 or later is needed (ArchitecturesAllowed=x64compatible)
+#endif
 #ifndef AppName
-  #error Define AppName, AppId, AppVersion, AppPublisher, BundleDir, OutputDir and IconFile (installer/build.py does).
+  #error Define AppName, AppId, AppVersion, AppNumericVersion, AppPublisher, AppCopyright, BundleDir, OutputDir and IconFile (installer/build.py does).
 #endif
 
 [Setup]
@@ -17,6 +22,10 @@ AppName={#AppName}
 AppVersion={#AppVersion}
 AppVerName={#AppName} {#AppVersion}
 AppPublisher={#AppPublisher}
+AppCopyright={#AppCopyright}
+; setup.exe's own version resource (Inno's default is 0.0.0.0)
+VersionInfoVersion={#AppNumericVersion}
+VersionInfoProductTextVersion={#AppVersion}
 DefaultDirName={autopf}\{#AppName}
 DefaultGroupName={#AppName}
 DisableProgramGroupPage=yes

@@ -92,3 +92,45 @@ def test_icon_drawing_renders_at_any_size(tmp_path):
     assert (image.width(), image.height()) == (40, 40)
     assert image.pixelColor(0, 0).alpha() == 0  # the tile's rounded corner is transparent
     assert image.pixelColor(20, 20).alpha() == 255
+
+
+@pytest.mark.parametrize("version, numbers", [("0.1.0", (0, 1, 0, 0)), ("1.2.3.4.5", (1, 2, 3, 4)),
+                                              ("0.2.0rc1", (0, 2, 0, 0)), ("2.0.dev3", (2, 0, 0, 0)),
+                                              ("3", (3, 0, 0, 0))])
+def test_windows_numeric_version(version, numbers):
+    from dataclasses import replace
+
+    assert appmeta.numeric_version(replace(appmeta.load(), version=version)) == numbers
+
+
+def test_windows_version_strings_name_the_product_and_the_file():
+    meta = appmeta.load()
+    strings = appmeta.windows_version_strings(meta, "quantdesk-cli.exe", "QuantDesk command line")
+    assert strings["OriginalFilename"] == "quantdesk-cli.exe" and strings["InternalName"] == "quantdesk-cli"
+    assert strings["ProductName"] == "QuantDesk" and strings["FileVersion"] == quantdesk.__version__
+    assert all(strings.values()), "a blank field shows as blank in Explorer and looks suspect to SmartScreen"
+
+
+INSTALLER = Path(__file__).resolve().parents[2] / "installer"
+
+
+def test_the_inno_script_uses_exactly_the_defines_build_py_passes(tmp_path):
+    """quantdesk.iss cannot be compiled here; this keeps it in step with what build.py gives it."""
+    import re
+
+    script = (INSTALLER / "quantdesk.iss").read_text(encoding="utf-8")
+    used = set(re.findall(r"\{#(\w+)\}", script))
+    given = set(appmeta.iss_defines(appmeta.load(), tmp_path / "b", tmp_path, tmp_path / "i.ico"))
+    assert used == given
+    assert re.search(r"^#if Ver < EncodeVer\(6, 3, 0\)", script, re.MULTILINE)  # x64compatible needs 6.3
+
+
+def test_windows_executable_names_agree_across_spec_script_and_child_launcher():
+    from quantdesk.core.child_process import WINDOWS_CONSOLE_EXE
+
+    meta = appmeta.load()
+    spec = (INSTALLER / "quantdesk.spec").read_text(encoding="utf-8")
+    script = (INSTALLER / "quantdesk.iss").read_text(encoding="utf-8")
+    assert f'name="{WINDOWS_CONSOLE_EXE.removesuffix(".exe")}"' in spec  # the console twin children run as
+    assert "name=META.name if is_windows" in spec  # QuantDesk.exe, the window
+    assert f"{{app}}\\{meta.name}.exe" in script and WINDOWS_CONSOLE_EXE in script

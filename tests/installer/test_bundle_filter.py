@@ -25,6 +25,11 @@ import pytest
     ("PySide6/Qt/plugins/generic/libqevdevmouseplugin.so", True),
     ("PySide6/Qt/lib/libQt6Widgets.so.6", False),
     ("libqvnc.so", False),  # only inside PySide6's tree
+    ("PySide6/opengl32sw.dll", True),  # Windows: software OpenGL, ~20 MB a Widgets app never loads
+    ("PySide6/d3dcompiler_47.dll", True),
+    ("PySide6/Qt6Widgets.dll", False),
+    ("PySide6/QtWidgets.pyd", False),
+    ("PySide6/QtCore.abi3.so", False),
 ])
 def test_is_dropped(dest, dropped):
     assert bf.is_dropped(dest) is dropped
