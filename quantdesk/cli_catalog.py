@@ -18,10 +18,9 @@ def _offline_notice(why: str) -> str:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from quantdesk.core.catalog import plan_catalog_repo
-    from quantdesk.core.discover import search
+    from quantdesk.core.discover import catalog_rows, search
     from quantdesk.core.hardware import resolve_hardware
-    from quantdesk.core.plan_service import plan_repo
+    from quantdesk.core.machine_picks import rank_search_rows
 
     found = search(args.text, sort=args.sort, limit=args.limit, offline=args.offline)
     notice = None
@@ -31,27 +30,14 @@ def cmd_search(args: argparse.Namespace) -> int:
         notice = _offline_notice("--offline" if args.offline else "the hub cannot be reached")
         if not args.offline:
             notice += f" ({found.reason})"
-        rows = [{**r.to_json(), "params": r.params, "best": None, "source": "catalog"} for r in found.rows]
+        # --fits ranks the whole catalog, then keeps --limit: the best pick may not be among the smallest
+        catalog = catalog_rows(args.text, 10**6) if args.fits else found.rows
+        rows = [{**r.to_json(), "params": r.params, "best": None, "source": "catalog"} for r in catalog]
     if notice:
         print(notice, file=sys.stderr)
     if args.fits:
-        hw = resolve_hardware(args.hardware)
-        order = {"full_gpu": 0, "partial": 1, "cpu_only": 2}
-        for row in rows:
-            try:
-                planner = plan_catalog_repo if row["source"] == "catalog" else plan_repo
-                rec = planner(row["repo"], hw, ctx=args.ctx).recommended
-            except QuantDeskError as exc:
-                row["error"] = str(exc)
-                continue
-            if rec is not None:
-                row["best"] = {"file": rec.file, "quant": rec.quant, "verdict": rec.verdict,
-                               "tokens_per_s": rec.tokens_per_s, "quality_loss": rec.quality_loss, "size": rec.size}
-        # which model to pick: runnable first, then by how well the best quant runs, then quality
-        rows.sort(key=lambda r: (r["best"] is None,
-                                 order.get((r["best"] or {}).get("verdict"), 9),
-                                 (r["best"] or {}).get("quality_loss") or 9.0,
-                                 -r["downloads"]))
+        rank_search_rows(rows, resolve_hardware(args.hardware), ctx=args.ctx)
+        rows = rows[:args.limit]
     if args.json:
         emit_json(rows)
         return 0
@@ -157,7 +143,8 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser("search", help="search the hub for GGUF models")
     p.add_argument("text")
-    p.add_argument("--fits", action="store_true", help="rank by the best quant that runs on this machine")
+    p.add_argument("--fits", action="store_true", help="rank models by how well their best quant runs here: usable speed, "
+                   "full GPU, then the most capable model")
     p.add_argument("--sort", choices=["downloads", "likes", "recent", "trending"], default="downloads")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--ctx", type=int, default=None)

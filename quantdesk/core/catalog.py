@@ -141,20 +141,33 @@ load_catalog.cache_clear = _load_catalog.cache_clear  # type: ignore[attr-define
 
 def _preset_for(quant: str | None):
     """llama.cpp's preset for a file's label; publishers' variants (unsloth's Q2_K_L) map to their base."""
-    from quantdesk.core.quant_presets import resolve_preset
+    from quantdesk.core.quant_presets import file_preset
 
-    try:
-        return resolve_preset({"Q2_K_L": "Q2_K"}.get(quant or "", quant or "Q4_K_M"))
-    except QuantDeskError:
-        return resolve_preset("Q4_K_M")
+    return file_preset({"Q2_K_L": "Q2_K"}.get(quant or "", quant or "Q4_K_M")) or file_preset("Q4_K_M")
+
+
+_SYNTHESIZED: dict[tuple, ModelInfo] = {}
 
 
 def model_info_for(model: CatalogModel, f: CatalogFile) -> ModelInfo:
     """A header synthesized from the published shape, with tensor sizes scaled to the file's size.
 
     Per-tensor types follow llama.cpp's preset mix; the total matches the real (or estimated)
-    file, which is what placement and memory depend on.
+    file, which is what placement and memory depend on. Kept per shape and file: it does not depend
+    on the machine, and ranking the whole catalog for a machine would otherwise redo it (~1 s).
+    Callers treat the result as read-only.
     """
+    key = (model.repo, model.base_model, model.params, repr(sorted(model.arch.items())), f.path, f.quant,
+           model.estimated_size(f))
+    info = _SYNTHESIZED.get(key)
+    if info is None:
+        if len(_SYNTHESIZED) >= 1024:
+            _SYNTHESIZED.clear()
+        info = _SYNTHESIZED[key] = _synthesize(model, f)
+    return info
+
+
+def _synthesize(model: CatalogModel, f: CatalogFile) -> ModelInfo:
     a = model.arch
     n_layer, n_embd, n_vocab = int(a["n_layer"]), int(a["n_embd"]), int(a["n_vocab"])
     n_head, n_head_kv, n_ff = int(a["n_head"]), int(a["n_head_kv"]), int(a["n_ff"])
@@ -172,7 +185,8 @@ def model_info_for(model: CatalogModel, f: CatalogFile) -> ModelInfo:
                    (p + "ffn_gate.weight", (n_embd, n_ff)), (p + "ffn_up.weight", (n_embd, n_ff)),
                    (p + "ffn_down.weight", (n_ff, n_embd))]
     shapes.append(("output_norm.weight", (n_embd,)))
-    if not a.get("tie_word_embeddings"):
+    if not a.get("tie_word_embeddings", str(a.get("architecture", "")).startswith("gemma")):
+        # Gemma's configs leave the key out because Gemma always ties: no separate output matrix
         shapes.append(("output.weight", (n_embd, n_vocab)))
     total = model.estimated_size(f)
     f16, offset = [], 0
@@ -209,8 +223,10 @@ def _prod(shape: tuple[int, ...]) -> int:
     return out
 
 
-def plan_catalog_repo(repo: str, hw: Hardware, ctx: int | None = None, kv_type: str = "f16"):
-    """The planner's options for a catalog repo's files, offline."""
+def plan_catalog_repo(repo: str, hw: Hardware, ctx: int | None = None, kv_type: str = "f16",
+                      suggest_quantize: bool = True):
+    """The planner's options for a catalog repo's files, offline (``suggest_quantize=False``: without
+    the quantize-locally offer, which loads llama.cpp to list its presets)."""
     from quantdesk.core.plan_service import Plan, _finish
     from quantdesk.core.planner import plan_model
 
@@ -224,5 +240,5 @@ def plan_catalog_repo(repo: str, hw: Hardware, ctx: int | None = None, kv_type: 
         notes.append(f"the hub no longer lists {repo} (seen at the last refresh)")
     if any(f.size is None for f in model.files):
         notes.append("sizes marked ~ are estimated from the parameter count; the catalog source did not list them")
-    result: Plan = _finish(repo, options, hw, ctx, kv_type, notes, source="catalog")
+    result: Plan = _finish(repo, options, hw, ctx, kv_type, notes, source="catalog", suggest_quantize=suggest_quantize)
     return result

@@ -141,7 +141,8 @@ def list_repo_ggufs(repo_id: str, revision: str | None = None) -> list[RepoGGUF]
 # Organisations whose files are the model's own or come from quantizers the community relies on;
 # shown as a badge so "download from verified sources" is visible rather than assumed.
 KNOWN_QUANTIZERS = frozenset({"bartowski", "unsloth", "lmstudio-community", "QuantFactory", "mradermacher",
-                              "TheBloke", "MaziyarPanahi", "ggml-org", "second-state", "NousResearch"})
+                              "TheBloke", "MaziyarPanahi", "ggml-org", "second-state", "NousResearch",
+                              "hugging-quants"})  # Hugging Face staff's own quantizations
 MODEL_ORGS = frozenset({"meta-llama", "Qwen", "google", "microsoft", "mistralai", "deepseek-ai", "ibm-granite",
                         "allenai", "HuggingFaceTB", "tiiuae", "openai", "nvidia", "CohereForAI", "THUDM"})
 SORTS = {"downloads": "downloads", "likes": "likes", "recent": "lastModified", "trending": "trending_score"}

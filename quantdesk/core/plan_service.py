@@ -41,7 +41,7 @@ class Plan:
 
 
 def _finish(name: str, options: list[PlanOption], hw: Hardware, ctx: int | None, kv_type: str,
-            notes: list[str], source: str = "file") -> Plan:
+            notes: list[str], source: str = "file", suggest_quantize: bool = True) -> Plan:
     input_notes = list(notes)
     options.sort(key=lambda o: -o.size)
     effective = options[0].load_args["n_ctx"] if options else (ctx or 4096)
@@ -52,7 +52,8 @@ def _finish(name: str, options: list[PlanOption], hw: Hardware, ctx: int | None,
                      "expect worse answers past that point")
     if hw.gpus and not hw.gpu_offload_supported:
         notes.append("GPU found but this build is CPU-only: plans are for the CPU")
-    offer = quantize_option(options, hw, effective, kv_type, source == "hub", name)
+    # (the offer asks the installed llama.cpp which presets it can make: skipped when only ranking)
+    offer = quantize_option(options, hw, effective, kv_type, source == "hub", name) if suggest_quantize else None
     if offer is not None:
         notes.append(offer.summary())
     return Plan(name, effective, kv_type, hw, options, notes, offer, source, input_notes)

@@ -78,6 +78,18 @@ def all_presets() -> dict[str, QuantPreset]:
     return found
 
 
+def file_preset(name: str) -> QuantPreset | None:
+    """The preset a published file's label names, to estimate its per-tensor mix; None if unknown.
+
+    Needs no llama.cpp (the window plans the offline catalog at start, and loading libllama there
+    costs ~0.3 s) and accepts presets QuantDesk does not offer itself: an IQ4_XS file is one whoever
+    made it. ``ftype`` is -1: estimating the mix does not use it.
+    """
+    key = name.strip().upper()
+    default = DEFAULT_TYPES.get(key) or getattr(Q, key, None)
+    return QuantPreset(key, -1, default, REFUSED.get(key)) if default is not None else None
+
+
 def offered_presets() -> list[QuantPreset]:
     """The presets a user may pick: quantized ones best quality first, then the float conversions."""
     return sorted((p for p in all_presets().values() if p.refused is None),

@@ -141,6 +141,7 @@ class MainWindow(QMainWindow):
             shortcut.activated.connect(lambda name=name: self.show_page(name))
             self.sidebar.item(i - 1).setToolTip(f"{self.sidebar.item(i - 1).text()} (Ctrl+{i})")
         self.context.show_page.connect(self.show_page)
+        self.context.open_in_discover.connect(self.open_in_discover)
         self.context.open_in_chat.connect(self.open_in_chat)
         self.context.open_in_chat_planned.connect(self.open_in_chat)
         self.context.quantize_requested.connect(self._quantize_requested)
@@ -225,6 +226,10 @@ class MainWindow(QMainWindow):
     def current_page(self) -> str:
         return PAGES[max(0, self.sidebar.currentRow())]
 
+    def open_in_discover(self, ref: str) -> None:
+        self.show_page("discover")
+        self.discover_page.open_ref(ref)
+
     def open_in_chat(self, path: str, ctx: int | None = None, kv_type: str | None = None) -> None:
         """Switch to Chat with this model picked and loading; with ``ctx``/``kv_type`` (from Discover) it
         loads with the context and KV-cache type that were planned, not Chat's own choice."""
@@ -263,6 +268,8 @@ def run_app(argv: list[str]) -> int:
     parser.add_argument("--hardware", metavar="FILE|PRESET")
     parser.add_argument("--model", help="plan this model (a repo id or a .gguf path; other text is searched) "
                                         "on the Discover page at start")
+    parser.add_argument("--text", metavar="PATH", help="with --screenshot: also write the text the window shows, "
+                                                       "one line per label, button or row")
     parser.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
                         help="with --screenshot: let background work (downloads under way) run this long first")
     args = parser.parse_args(argv)
@@ -279,7 +286,7 @@ def run_app(argv: list[str]) -> int:
     if args.model:
         window.discover_page.open_ref(args.model)
     if args.screenshot:
-        return _screenshot(app, window, args.screenshot, settle=args.settle)
+        return _screenshot(app, window, args.screenshot, settle=args.settle, text_path=args.text)
     window.show()
     return app.exec()
 
@@ -304,7 +311,8 @@ def _identify(app: QApplication) -> None:
     app.setDesktopFileName(meta.get("app_id", ""))
 
 
-def _screenshot(app: QApplication, window: MainWindow, path: str, settle: float = 0.0) -> int:
+def _screenshot(app: QApplication, window: MainWindow, path: str, settle: float = 0.0,
+                text_path: str | None = None) -> int:
     import time
 
     from PySide6.QtCore import QThreadPool
@@ -323,5 +331,11 @@ def _screenshot(app: QApplication, window: MainWindow, path: str, settle: float 
     for _ in range(5):
         app.processEvents()
     ok = window.grab().save(path, "PNG")
+    if text_path:
+        from pathlib import Path
+
+        from quantdesk.gui.visible_text import visible_text
+
+        Path(text_path).write_text("\n".join(visible_text(window)) + "\n", encoding="utf-8")
     window.close()
     return 0 if ok else 1

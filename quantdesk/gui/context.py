@@ -50,6 +50,7 @@ class AppContext(QObject):
     quantize_requested = Signal(str, str)  # (source: library name, path or hub repo; target type or ""):
                                            # switch to Quantize with these filled in
     show_page = Signal(str)             # a page name from app.PAGES
+    open_in_discover = Signal(str)      # a repo id, a .gguf path or search words: switch to Discover with it
     settings_changed = Signal()         # core Settings were saved
     catalog_refreshed = Signal(object)  # catalog_refresh.RefreshResult: the offline catalog changed
     page_badge = Signal(str, str)       # (page name, short text such as "3"; "" clears): shown in the sidebar

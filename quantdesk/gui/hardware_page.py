@@ -52,6 +52,14 @@ class HardwarePage(QWidget):
         header.addWidget(self.picker)
         self._layout.addLayout(header)
         self._content: list[QWidget] = []
+        self.picks_box = None
+        if context is not None:
+            from quantdesk.gui.machine_picks_view import MachinePicksBox
+
+            self.picks_box = MachinePicksBox()
+            self.picks_box.open_repo.connect(context.open_in_discover)
+            self._layout.addWidget(self.picks_box)
+            context.catalog_refreshed.connect(lambda _: self._replan_picks())
         self._layout.addStretch(1)
         self._refreshing = False
         self._timer = QTimer(self, interval=REFRESH_MS, timeout=self._refresh)
@@ -137,6 +145,11 @@ class HardwarePage(QWidget):
         self.hardware = hw
         self._select_current()
         self._show(hw)
+        self._replan_picks()  # a different machine; the live refresh (same machine) does not re-rank
+
+    def _replan_picks(self) -> None:
+        if self.picks_box is not None and self.hardware is not None:
+            self.picks_box.show_for(self.hardware)
 
     def _show(self, hw: Hardware) -> None:
         for w in self._content:

@@ -52,13 +52,22 @@ def test_plan_page_name_is_an_alias_of_discover(qtbot):
 
 
 @pytest.mark.parametrize("page", ["hardware", "plan"])
-def test_screenshot_verb_writes_a_png(tmp_path, llama8b_q4, page):
-    out = tmp_path / "shot.png"
+def test_screenshot_verb_writes_a_png_and_the_text_shown(tmp_path, llama8b_q4, page):
+    out, text = tmp_path / "shot.png", tmp_path / "shot.txt"
     model = ["--model", str(llama8b_q4)] if page == "plan" else []  # `--page plan`: Discover, planning it
-    result = subprocess.run([sys.executable, "-m", "quantdesk", "gui", "--screenshot", str(out), "--page",
-                             page, "--hardware", "nvidia-24gb", *model], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "quantdesk", "gui", "--screenshot", str(out), "--text", str(text),
+                             "--page", page, "--hardware", "nvidia-24gb", *model], capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+    lines = text.read_text().splitlines()
+    assert "Settings" in lines  # the sidebar
+    if page == "hardware":
+        assert "Good picks for this machine" in lines and lines.count("Open in Discover") == 3
+        assert any("RTX" in line for line in lines)
+    else:
+        assert any(line.startswith("Download best fit") or "Q4_K_M" in line for line in lines)
+        assert not any("Good picks" in line for line in lines)  # only what the shown page shows
 
 
 def test_hardware_picker_simulates_a_preset_for_every_page_and_reports_a_bad_file(qtbot, tmp_path):

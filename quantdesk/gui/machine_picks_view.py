@@ -1,0 +1,78 @@
+"""The Hardware page's "Good picks for this machine": the best models for the shown machine from
+the offline catalog, so a first run with no network already says what to run (core:
+``machine_picks``). Planned on the thread pool; a newer machine's answer replaces an older one.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QPushButton, QWidget
+
+from quantdesk.core.hardware import Hardware
+from quantdesk.core.machine_picks import display_name
+from quantdesk.core.units import fmt_bytes
+from quantdesk.gui.latest import Latest
+
+LIMIT = 3
+
+
+class MachinePicksBox(QGroupBox):
+    open_repo = Signal(str)  # a repo id: plan it on the Discover page
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Good picks for this machine", parent)
+        self.setAccessibleName("Good picks for this machine")
+        self._grid = QGridLayout(self)
+        self._grid.setColumnStretch(0, 1)
+        self._rows: list[QWidget] = []
+        self.caption = QLabel()
+        self.caption.setWordWrap(True)
+        self._grid.addWidget(self.caption, 0, 0, 1, 2)
+        self._latest = Latest(self)
+        self.picks: list | None = None  # core MachinePick list once planned
+
+    def show_for(self, hw: Hardware) -> None:
+        """Plan the catalog for ``hw`` in the background; the old picks stay until the new ones arrive."""
+        from quantdesk.core.machine_picks import machine_picks
+
+        self.caption.setText("Finding the models that run best here…")
+        self._latest.run(lambda: (machine_picks(hw, limit=LIMIT), _origin()), self._show,
+                         lambda exc: self.caption.setText(f"Could not rank the offline catalog: {exc}"))
+
+    @property
+    def busy(self) -> bool:
+        return self._latest.busy
+
+    def _show(self, answer) -> None:
+        picks, origin = answer
+        self.picks = picks
+        for w in self._rows:
+            w.setParent(None)
+            w.deleteLater()
+        self._rows.clear()
+        if not picks:
+            self.caption.setText(f"Nothing in the {escape(origin)} runs at a usable speed on this machine. "
+                                 "The Discover page searches the hub for smaller models.")
+            return
+        self.caption.setText(f"From the {escape(origin)} (no network needed), planned for this machine. "
+                             "Discover searches the hub for more.")
+        for row, pick in enumerate(picks, start=1):
+            name = display_name(pick.repo)
+            owner = pick.repo.split("/", 1)[0] + (f" ({pick.publisher})" if pick.publisher else "")
+            label = QLabel(f"<b>{escape(name)}</b> · {escape(owner)}<br>"
+                           f"{escape(pick.summary())} · {fmt_bytes(pick.option.size)}")
+            label.setToolTip(pick.option.reason or pick.repo)
+            button = QPushButton("Open in Discover")
+            button.setAccessibleName(f"Open {pick.repo} in Discover")
+            button.clicked.connect(lambda _=False, repo=pick.repo: self.open_repo.emit(repo))
+            self._grid.addWidget(label, row, 0)
+            self._grid.addWidget(button, row, 1)
+            self._rows += [label, button]
+
+
+def _origin() -> str:
+    from quantdesk.core.catalog import load_catalog
+
+    return load_catalog().origin()
