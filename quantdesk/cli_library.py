@@ -70,20 +70,40 @@ def cmd_download(args: argparse.Namespace) -> int:
     if not entries:
         raise QuantDeskError(f"{args.repo} has no GGUF files")
     entry = choose_entry(args.repo, entries, args.quant, args.best, args.ctx, args.hardware)
-    bar = ProgressBar()
-    results = []
-    for item in download_model(args.repo, entry, args.revision):
-        if isinstance(item, DownloadEvent):
-            bar.update(item)
-        else:
-            results = item
-    files = [{"path": str(r.path), "size": r.size, "sha256": r.sha256} for r in results]
-    model = Library().add(files=files, source="downloaded", repo=args.repo, quant=entry.quant)
+    model = _already_installed(args.repo, entry)
+    if model is not None:
+        files = [{"path": f["path"], "size": f["size"], "sha256": f["sha256"]} for f in model.files]
+        if not args.json:
+            print(f"{model.name} is already in the library; its files were re-checked against the hub's SHA-256",
+                  file=sys.stderr)
+    else:
+        bar = ProgressBar()
+        results = []
+        for item in download_model(args.repo, entry, args.revision):
+            if isinstance(item, DownloadEvent):
+                bar.update(item)
+            else:
+                results = item
+        files = [{"path": str(r.path), "size": r.size, "sha256": r.sha256} for r in results]
+        model = Library().add(files=files, source="downloaded", repo=args.repo, quant=entry.quant)
     if args.json:
         emit_json({"files": [dict(f, verified=True) for f in files], "name": model.name})
     else:
         print(f"{model.name}: {fmt_bytes(model.size)} verified (sha256 {model.sha256[:16]}…) and added to the library")
     return 0
+
+
+def _already_installed(repo: str, entry: RepoGGUF):
+    """The library's model for exactly this hub file (every part, same hashes) when its files still
+    hash right — then downloading it again would only cost time; None otherwise."""
+    from quantdesk.core.discover import installed
+    from quantdesk.core.library import Library
+
+    model = installed(repo, entry)
+    if model is None or sorted(f["sha256"] for f in model.files) != sorted((p.sha256 or "").lower() for p in entry.parts):
+        return None
+    _, problems = Library().verify(model.name)
+    return None if problems else model
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -218,7 +238,7 @@ def cmd_downloads(args: argparse.Namespace) -> int:
                   f"/{fmt_bytes(job.total)}{extra}", file=sys.stderr)
 
         queue.listener = show
-        queue._pump()
+        queue.start()
         try:
             queue.wait()
         except KeyboardInterrupt:

@@ -197,3 +197,84 @@ def test_library_verify_rm_and_import(hub_repo, model_files, tmp_path):
     (entry,) = library_json()
     assert entry["source"] == "imported" and entry["path"] == str(good)
     assert run_cli("rm", "Good-F16").returncode == 0 and good.exists()  # imported files stay
+
+
+def test_a_second_download_of_the_same_file_is_refused_while_the_first_runs(hub_repo):
+    """Two writers would append to one partial file; the loser must not put a mixed file in the library."""
+    name = "Tiny-Chat-F16.gguf"
+    hub_repo.set_fault(REPO, name, bytes_per_second=3_000_000, times=1)
+    first = subprocess.Popen([sys.executable, "-m", "quantdesk", "download", REPO, "--quant", "F16", "--json"],
+                             env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    partial = Path(os.environ["QUANTDESK_HOME"]) / "models" / ".partial" / REPO / (name + ".part")
+    deadline = time.time() + 30
+    while time.time() < deadline and (not partial.exists() or partial.stat().st_size < 1_000_000):
+        time.sleep(0.05)
+    second = run_cli("download", REPO, "--quant", "F16", "--json")
+    assert second.returncode == 1 and "already in progress" in second.stderr, second.stderr
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    (model,) = library_json()
+    assert model["sha256"] == hub_repo.file(REPO, name).sha256
+    assert run_cli("verify", model["name"]).returncode == 0
+
+
+@pytest.mark.parametrize("delta, what", [(-4096, "sent more"), (4096, "refused bytes")])
+def test_a_wrong_advertised_size_is_a_mismatch_and_leaves_nothing(hub_repo, delta, what):
+    name = "Tiny-Chat-Q8_0.gguf"
+    real = hub_repo.file(REPO, name)
+    hub_repo.set_fault(REPO, name, wrong_size=real.size + delta)
+    out = run_cli("download", REPO, "--quant", "Q8_0")
+    assert out.returncode == 1
+    assert "size mismatch" in out.stderr and name in out.stderr and what in out.stderr and real.sha256 in out.stderr
+    models = Path(os.environ["QUANTDESK_HOME"]) / "models"
+    assert library_json() == [] and not list(models.rglob("*.part")) and not list(models.rglob("*.gguf"))
+    hub_repo.clear_faults()
+    assert run_cli("download", REPO, "--quant", "Q8_0").returncode == 0  # nothing left behind blocks a retry
+
+
+def test_the_file_listing_is_retried_after_429_and_503(hub_repo):
+    hub_repo.set_fault(REPO, None, statuses=[503, 429], retry_after=0)
+    out = run_cli("download", REPO, "--quant", "Q8_0", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["files"][0]["verified"] is True
+
+
+def test_an_installed_file_is_rechecked_not_downloaded_again(hub_repo):
+    name = "Tiny-Chat-Q8_0.gguf"
+    assert run_cli("download", REPO, "--quant", "Q8_0").returncode == 0
+    gets = len(hub_repo.requests_for(REPO, name, "GET"))
+    again = run_cli("download", REPO, "--quant", "Q8_0", "--json")
+    assert again.returncode == 0, again.stderr
+    assert len(hub_repo.requests_for(REPO, name, "GET")) == gets
+    (entry,) = json.loads(again.stdout)["files"]
+    assert entry["verified"] is True and entry["sha256"] == hub_repo.file(REPO, name).sha256
+    (model,) = library_json()
+    path = Path(model["path"])
+    path.write_bytes(b"x" + path.read_bytes()[1:])  # damaged since: downloaded again, not trusted
+    fixed = run_cli("download", REPO, "--quant", "Q8_0")
+    assert fixed.returncode == 0 and len(hub_repo.requests_for(REPO, name, "GET")) > gets
+    assert run_cli("verify", model["name"]).returncode == 0
+
+
+def test_downloads_add_only_queues_and_another_process_job_is_left_to_it(hub_repo):
+    name = "Tiny-Chat-F16.gguf"
+    added = run_cli("downloads", "add", "--repo", REPO, "--quant", "F16", "--json")
+    assert added.returncode == 0, added.stderr
+    assert [j["state"] for j in json.loads(added.stdout)] == ["queued"]
+    assert not hub_repo.requests_for(REPO, name, "GET")  # nothing started by a command that then exits
+    hub_repo.set_fault(REPO, name, bytes_per_second=3_000_000, times=1)
+    runner = subprocess.Popen([sys.executable, "-m", "quantdesk", "downloads", "run"], env=dict(os.environ),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    partial = Path(os.environ["QUANTDESK_HOME"]) / "models" / ".partial" / REPO / (name + ".part")
+    deadline = time.time() + 30
+    while time.time() < deadline and (not partial.exists() or partial.stat().st_size < 1_000_000):
+        time.sleep(0.05)
+    listed = run_cli("downloads", "--json")  # a second process looking must not re-queue the running job
+    assert [j["state"] for j in json.loads(listed.stdout)] == ["downloading"]
+    paused = run_cli("downloads", "pause", "1")
+    assert paused.returncode == 1 and "running in another QuantDesk" in paused.stderr
+    _, err = runner.communicate(timeout=60)
+    assert runner.returncode == 0, err
+    (job,) = json.loads(run_cli("downloads", "--json").stdout)
+    assert job["state"] == "done"
+    assert run_cli("verify", job["model"]).returncode == 0

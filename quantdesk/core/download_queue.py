@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from quantdesk.core import sqlite_db
-from quantdesk.core.downloader import Cancelled, DownloadEvent, download_model, partial_path
+from quantdesk.core.downloader import Cancelled, DownloadEvent, download_model, lock_path, partial_path
 from quantdesk.core.errors import QuantDeskError
+from quantdesk.core.file_lock import FileLock, LockBusy
 from quantdesk.core.hub import RepoFilePart, RepoGGUF
 from quantdesk.core.paths import data_dir
 
@@ -89,12 +90,30 @@ class DownloadQueue:
         self._threads: dict[int, threading.Thread] = {}
         self._live: dict[int, tuple[float, float | None]] = {}
         self._closed = False
+        self.autostart = autostart
         with self._db() as db:
             db.executescript(SCHEMA)
-            # a crash or quit mid-download: queue it again; the partial file resumes
-            db.execute("UPDATE downloads SET state='queued' WHERE state IN ('downloading', 'verifying')")
+            rows = db.execute("SELECT id, repo, entry FROM downloads WHERE state IN ('downloading', 'verifying')")
+            for row in rows.fetchall():
+                # a crash or quit mid-download: queue it again, the partial file resumes — unless another
+                # process (the app, a CLI) is downloading it right now: its lock says so
+                if not self._running_elsewhere(row["repo"], _entry_from(row["entry"])):
+                    db.execute("UPDATE downloads SET state='queued' WHERE id=?", (row["id"],))
         if autostart:
             self._pump()
+
+    @staticmethod
+    def _running_elsewhere(repo: str, entry: RepoGGUF) -> bool:
+        try:
+            FileLock(lock_path(repo, entry.first), "").release_if_free()
+        except LockBusy:
+            return True
+        return False
+
+    def start(self) -> None:
+        """Run queued jobs from now on (a queue made with ``autostart=False`` only lists and edits)."""
+        self.autostart = True
+        self._pump()
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -143,7 +162,8 @@ class DownloadQueue:
                                  (repo, revision, _entry_json(entry), entry.size, now, now))
             job = self.get(int(cur.lastrowid))
         self._notify(job)
-        self._pump()
+        if self.autostart:
+            self._pump()
         return job
 
     def pause(self, job_id: int, wait: bool = True) -> None:
@@ -160,7 +180,8 @@ class DownloadQueue:
         if job.state not in ("paused", "failed", "cancelled"):
             return
         self._set(job_id, state="queued", error=None)
-        self._pump()
+        if self.autostart:
+            self._pump()
 
     retry = resume
 
@@ -182,6 +203,9 @@ class DownloadQueue:
                 thread = self._threads.get(job_id)
             else:
                 thread = None
+                if job.state in ACTIVE and self._running_elsewhere(job.repo, job.entry):
+                    raise QuantDeskError(f"download #{job_id} is running in another QuantDesk window or command",
+                                         next_step="Pause or cancel it there; this one cannot reach it.")
                 if job.state in ("queued", "paused", "failed") or state == "cancelled":
                     self._set(job_id, state=state)
                     if state == "cancelled":
@@ -214,7 +238,7 @@ class DownloadQueue:
 
     # --- workers -----------------------------------------------------------------------------
     def _pump(self) -> None:
-        if self._closed:
+        if self._closed or not self.autostart:
             return
         with self._lock:
             queued = [j for j in self.jobs() if j.state == "queued"]
@@ -258,6 +282,8 @@ class DownloadQueue:
             files = [{"path": str(r.path), "size": r.size, "sha256": r.sha256} for r in results]
             model = Library().add(files=files, source="downloaded", repo=job.repo, quant=job.entry.quant)
             self._set(job_id, state="done", done=job.total, model=model.name)
+        except LockBusy:
+            pass  # another process took this job between our look at the queue and our start: it reports it
         except Cancelled:
             why = self._why.pop(job_id, "paused")
             self._set(job_id, state=why)

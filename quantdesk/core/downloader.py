@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from quantdesk.core.errors import QuantDeskError
+from quantdesk.core.file_lock import FileLock
 from quantdesk.core.hub import RepoFilePart, RepoGGUF, check_repo_path, hub_endpoint, hub_token
 from quantdesk.core.paths import models_dir
 
@@ -190,8 +191,8 @@ def download_part(repo_id: str, part: RepoFilePart, revision: str | None = None,
                 status = response.status_code
                 if status in RETRY_STATUSES:
                     raise _Retry(f"the hub answered {status}", _retry_after(response))
-                if status == 416:
-                    raise QuantDeskError(f"{part.path}: the hub refused the resume range (file changed?)")
+                if status == 416:  # asked for bytes from `done` on: the hub's file is shorter than it says
+                    raise _SizeMismatch(f"it refused bytes from {done:,} on")
                 if status in (401, 403):
                     raise QuantDeskError(f"{repo_id}: access denied ({status}); the repo may be gated — "
                                          "accept its terms on the hub and set a token (HF_TOKEN or Settings)")
@@ -205,8 +206,7 @@ def download_part(repo_id: str, part: RepoFilePart, revision: str | None = None,
                 try:
                     for chunk in response.iter_bytes(CHUNK):
                         if done + len(chunk) > part.size:
-                            raise QuantDeskError(f"{part.path}: the hub sent more bytes than the "
-                                                 f"{part.size:,} it advertised")
+                            raise _SizeMismatch("it sent more")
                         writer.write(chunk)
                         done += len(chunk)
                         attempt = 0
@@ -220,6 +220,8 @@ def download_part(repo_id: str, part: RepoFilePart, revision: str | None = None,
                         writer.close()
                     except OSError as exc:
                         raise _disk_full(exc) from None
+        except _SizeMismatch as exc:  # raised inside, handled here: the writer has closed the file by now
+            raise _size_mismatch(part, part_file, str(exc)) from None
         except _Retry as exc:
             attempt = _backoff(attempt, part, exc.wait, str(exc))
             yield DownloadEvent("retrying", part.path, done, part.size, message=str(exc))
@@ -242,6 +244,19 @@ def download_part(repo_id: str, part: RepoFilePart, revision: str | None = None,
         raise QuantDeskError(f"checksum mismatch for {part.path}: expected sha256 {part.sha256}, got {actual} "
                              f"({done:,} of {part.size:,} bytes); the file was deleted and nothing was added "
                              "to the library — try again, or pick another file")
+
+
+def _size_mismatch(part: RepoFilePart, part_file: Path, what: str) -> QuantDeskError:
+    """The hub serves a file of another size than it lists: as final as a wrong hash (resuming cannot
+    fix it), so the partial file goes and the message names the file, the size and the hash expected."""
+    part_file.unlink(missing_ok=True)
+    return QuantDeskError(f"size mismatch for {part.path}: the hub lists {part.size:,} bytes (sha256 {part.sha256}) "
+                          f"but {what}; the partial file was deleted and nothing was added to the library — "
+                          "the repo may have changed: list its files again, or pick another file")
+
+
+class _SizeMismatch(Exception):
+    pass
 
 
 class _Retry(Exception):
@@ -275,13 +290,26 @@ def download_model(repo_id: str, entry: RepoGGUF, revision: str | None = None,
     for part in entry.parts:
         check_repo_path(part.path)
     check_disk(entry.parts, repo_id)
-    for part in entry.parts:
-        yield from download_part(repo_id, part, revision, cancel)
-    results = []
-    for part in entry.parts:
-        dest = final_path(repo_id, part.path)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(partial_path(repo_id, part.path), dest)
-        results.append(DownloadResult(dest, part.sha256.lower(), part.size))
+    # One writer per model, held until the files are in place (another process, or another job
+    # here, would append to the same partial files).
+    with FileLock(lock_path(repo_id, entry.first), f"a download of {entry.name}",
+                  next_step="Wait for it to finish (the Downloads page or `quantdesk downloads`), or cancel it there."):
+        for part in entry.parts:
+            yield from download_part(repo_id, part, revision, cancel)
+        results = []
+        for part in entry.parts:
+            source = partial_path(repo_id, part.path)
+            if _size(source) != part.size:  # verified while streaming; this guards against anything since
+                source.unlink(missing_ok=True)
+                raise QuantDeskError(f"{part.path} changed on disk after it was verified; it was deleted — "
+                                     "download it again")
+            dest = final_path(repo_id, part.path)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, dest)
+            results.append(DownloadResult(dest, part.sha256.lower(), part.size))
     yield DownloadEvent("done", entry.name, entry.size, entry.size)
     yield results
+
+
+def lock_path(repo_id: str, first_part: str) -> Path:
+    return models_dir() / ".partial" / repo_id / (check_repo_path(first_part) + ".lock")

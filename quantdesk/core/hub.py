@@ -9,13 +9,17 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from quantdesk.core.errors import QuantDeskError
 from quantdesk.core.model_info import SPLIT_RE
 from quantdesk.core.quants import quant_from_filename
 from quantdesk.core.tokens import hub_token
+
+T = TypeVar("T")
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
@@ -115,12 +119,33 @@ def translate_hub_error(exc: Exception, what: str) -> QuantDeskError:
     return HubUnreachable(f"cannot reach the hub at {hub_endpoint()} for {what}: {exc}")
 
 
+API_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+API_ATTEMPTS = 4
+
+
+def with_retries(call: Callable[[], T], what: str) -> T:
+    """``call`` (a hub API request), again after a 429 or 5xx with backoff (honouring Retry-After, up
+    to 10 s): the hub answers those under load, and one of them should not fail a download. Other
+    errors, and the last retryable one, become a sentence (:func:`translate_hub_error`)."""
+    for attempt in range(1, API_ATTEMPTS + 1):
+        try:
+            return call()
+        except Exception as exc:
+            response = getattr(exc, "response", None)
+            status = getattr(response, "status_code", None)
+            if status not in API_RETRY_STATUSES or attempt == API_ATTEMPTS:
+                raise translate_hub_error(exc, what) from None
+            try:
+                wait = float(response.headers.get("Retry-After"))
+            except (TypeError, ValueError):
+                wait = 0.5 * 2 ** (attempt - 1)
+            time.sleep(min(10.0, max(0.0, wait)))
+    raise AssertionError("unreachable")
+
+
 def list_repo_ggufs(repo_id: str, revision: str | None = None) -> list[RepoGGUF]:
     """Every GGUF model file of a repo with sizes and the LFS SHA-256 the hub publishes."""
-    try:
-        info = _api().model_info(repo_id, revision=revision, files_metadata=True)
-    except Exception as exc:
-        raise translate_hub_error(exc, repo_id) from None
+    info = with_retries(lambda: _api().model_info(repo_id, revision=revision, files_metadata=True), repo_id)
     parts = []
     for s in info.siblings or []:
         lfs = s.lfs
@@ -184,10 +209,8 @@ def _probe_hub(timeout: float = 5.0) -> None:
 
 def search_gguf_repos(text: str, sort: str = "downloads", limit: int = 20) -> list[RepoSummary]:
     _probe_hub()
-    try:
-        models = list(_api().list_models(search=text or None, filter="gguf", sort=SORTS.get(sort, sort), limit=limit))
-    except Exception as exc:
-        raise translate_hub_error(exc, f"search '{text}'") from None
+    models = with_retries(lambda: list(_api().list_models(search=text or None, filter="gguf",
+                                                          sort=SORTS.get(sort, sort), limit=limit)), f"search '{text}'")
     return [RepoSummary(m.id, int(m.downloads or 0), int(m.likes or 0),
                         m.last_modified.isoformat() if getattr(m, "last_modified", None) else None,
                         publisher_kind(m.id), bool(getattr(m, "gated", False))) for m in models]
