@@ -147,34 +147,27 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    """Register GGUF files in place (a file or a folder, e.g. LM Studio's or the HF cache); split models
+    once, models already in the library reported as such, broken files reported and left out."""
     from pathlib import Path
 
     from quantdesk.core.library import Library
 
-    root = Path(args.path).expanduser()
-    paths = sorted(root.rglob("*.gguf")) if root.is_dir() else [root]
-    library, added, failed = Library(), [], []
-    seen = set()
-    for path in paths:
-        if path in seen:
-            continue
-        try:
-            model = library.import_file(path)
-        except QuantDeskError as exc:
-            failed.append(f"{path}: {exc}")
-            continue
-        seen.update(Path(f["path"]) for f in model.files)
-        added.append(model)
+    outcome = Library().import_paths([Path(args.path).expanduser()])
+    failed = [f"{path}: {why}" for path, why in outcome.failed]
     if args.json:
-        emit_json({"imported": [m.to_json() for m in added], "failed": failed})
+        emit_json({"imported": [m.to_json() for m in outcome.imported], "failed": failed,
+                   "already": [m.to_json() for m in outcome.known]})
     else:
-        for m in added:
+        for m in outcome.imported:
             print(f"imported {m.name} ({m.quant}, {fmt_bytes(m.size)})")
+        for m in outcome.known:
+            print(f"already in the library: {m.name}")
+        if not (outcome.imported or outcome.known or failed):
+            print(f"no .gguf files found in {args.path}", file=sys.stderr)
     for f in failed:
         print(f"quantdesk: not imported: {f}", file=sys.stderr)
-    if not added and failed:
-        return 1
-    return 0
+    return 1 if failed and not (outcome.imported or outcome.known) else 0
 
 
 def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.ArgumentParser], None]) -> None:

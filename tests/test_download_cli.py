@@ -278,3 +278,21 @@ def test_downloads_add_only_queues_and_another_process_job_is_left_to_it(hub_rep
     (job,) = json.loads(run_cli("downloads", "--json").stdout)
     assert job["state"] == "done"
     assert run_cli("verify", job["model"]).returncode == 0
+
+
+def test_import_of_a_relative_folder_names_a_split_model_once_and_then_as_known(tmp_path, model_files):
+    folder = tmp_path / "cache" / "sub"
+    folder.mkdir(parents=True)
+    single = folder / "Single-F16.gguf"
+    single.write_bytes(model_files["Tiny-Chat-F16.gguf"].read_bytes())
+    factory.write_split_model(folder, "Split", factory.TINY, parts=3)
+    out = subprocess.run([sys.executable, "-m", "quantdesk", "import", "cache", "--json"], capture_output=True,
+                         text=True, cwd=tmp_path, env=dict(os.environ), timeout=120)
+    assert out.returncode == 0, out.stderr
+    first = json.loads(out.stdout)
+    names = [m["name"] for m in first["imported"]]
+    assert sorted(names) == ["Single-F16", "Split"] and first["already"] == [] and first["failed"] == []
+    again = subprocess.run([sys.executable, "-m", "quantdesk", "import", "cache"], capture_output=True, text=True,
+                           cwd=tmp_path, env=dict(os.environ), timeout=120)
+    assert again.returncode == 0 and "imported" not in again.stdout
+    assert again.stdout.count("already in the library") == len(names)

@@ -120,28 +120,8 @@ def test_fuzzed_headers_never_crash_or_hang(tiny_model):
 
 def test_split_model_is_one_model(tmp_path):
     """Two parts written as llama.cpp's gguf-split does: tensors spread over both files."""
-    from gguf import GGUFWriter
-    import numpy as np
-
-    shape = factory.TINY
-    tensors = factory.tensor_shapes(shape)
-    half = len(tensors) // 2
-    paths = []
-    for no, chunk in enumerate((tensors[:half], tensors[half:]), start=1):
-        path = tmp_path / f"tiny-split-{no:05d}-of-00002.gguf"
-        w = GGUFWriter(str(path), "llama")
-        if no == 1:
-            factory._write_metadata(w, shape, 1, None, False)
-        w.add_uint16("split.no", no - 1)
-        w.add_uint16("split.count", 2)
-        w.add_int32("split.tensors.count", len(tensors))
-        for name, ne in chunk:
-            w.add_tensor(name, np.zeros(tuple(reversed(ne)), dtype=np.float32))
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_tensors_to_file()
-        w.close()
-        paths.append(path)
+    tensors = factory.tensor_shapes(factory.TINY)
+    paths = factory.write_split_model(tmp_path, "tiny-split", factory.TINY, parts=2)
     info = load_model_info(paths[1])
     assert len(info.tensors) == len(tensors)
     assert info.file_size == sum(p.stat().st_size for p in paths)

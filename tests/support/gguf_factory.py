@@ -169,6 +169,31 @@ def write_model(path: str | os.PathLike, shape: ModelShape = TINY, dtype: str = 
     return path
 
 
+def write_split_model(folder: str | os.PathLike, stem: str, shape: ModelShape = TINY,
+                      parts: int = 2) -> list[Path]:
+    """A model split as llama.cpp's gguf-split writes it: ``STEM-0000K-of-0000N.gguf``, metadata in the
+    first part, tensors spread over all of them (zero weights: for reading and importing, not chatting)."""
+    tensors = tensor_shapes(shape)
+    size = -(-len(tensors) // parts)
+    paths = []
+    for no in range(1, parts + 1):
+        path = Path(folder) / f"{stem}-{no:05d}-of-{parts:05d}.gguf"
+        w = GGUFWriter(str(path), "llama")
+        if no == 1:
+            _write_metadata(w, shape, 1, None, False)
+        w.add_uint16("split.no", no - 1)
+        w.add_uint16("split.count", parts)
+        w.add_int32("split.tensors.count", len(tensors))
+        for name, ne in tensors[(no - 1) * size: no * size]:
+            w.add_tensor(name, np.zeros(tuple(reversed(ne)), dtype=np.float32))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        paths.append(path)
+    return paths
+
+
 def write_header_only(path: str | os.PathLike, shape: ModelShape = LLAMA3_8B, quant: str = "Q4_K_M",
                       chat_template: str | None = CHATML_TEMPLATE) -> Path:
     """A real header of ``shape`` quantized as ``quant``; the data part is a sparse hole."""
