@@ -73,38 +73,64 @@ def cmd_files(args: argparse.Namespace) -> int:
     from quantdesk.core.plan_service import plan_repo
 
     hw = resolve_hardware(args.hardware)
+    unplanned = None  # why no file could be planned, when the listing came but no header could be read
     try:
         if args.offline:
             raise HubUnreachable("--offline")
         entries = [{**e.to_json(), "source": "hub"} for e in list_repo_ggufs(args.repo)]
         if not entries:
             raise QuantDeskError(f"{args.repo} has no GGUF files")
-        result = plan_repo(args.repo, hw, ctx=args.ctx)
+        try:
+            result = plan_repo(args.repo, hw, ctx=args.ctx)
+        except HubUnreachable:
+            raise
+        except QuantDeskError as exc:  # gated headers, broken files: still list what the repo has
+            result, unplanned = None, str(exc)
     except HubUnreachable as exc:
         entries = [{**e, "source": "catalog"} for e in _catalog_entries(args.repo)]
         print(_offline_notice("--offline" if args.offline else f"the hub cannot be reached: {exc}"), file=sys.stderr)
         result = plan_catalog_repo(args.repo, hw, ctx=args.ctx)
-    by_file = {o.file: o for o in result.options}
+    by_file = {o.file: o for o in result.options} if result else {}
     rows = []
     for e in entries:
         o = by_file.get(e["parts"][0]["path"])
-        rows.append({**e, "publisher": publisher_kind(args.repo), "plan": o.to_json() if o else None})
+        unsafe = _unsafe_name(e["parts"])
+        rows.append({**e, "publisher": publisher_kind(args.repo), "plan": o.to_json() if o else None,
+                     **({"refused": unsafe} if unsafe else {})})
     if args.json:
         emit_json(rows)
         return 0
-    print(f"{args.repo} at {result.ctx} tokens of context ({result.hardware.source})")
+    publisher = publisher_kind(args.repo)
+    context = f"at {result.ctx} tokens of context ({result.hardware.source})" if result else "(not planned)"
+    print(f"{args.repo}{' [' + publisher + ']' if publisher else ''} {context}")
     for r in rows:
         o = by_file.get(r["parts"][0]["path"])
-        verdict = o.summary() if o else "header unreadable"
+        verdict = r.get("refused") or (o.summary() if o else "header unreadable")
         mark = "*" if o and o.recommended else " "
         size = ("~" if r.get("size_estimated") else "") + fmt_bytes(r["size"])
+        sha = r["parts"][0].get("sha256")
         print(f" {mark} {r['name']:55} {r['quant'] or '?':8} {size:>10}  {verdict}"
               f"{'  ' + str(len(r['parts'])) + ' parts' if len(r['parts']) > 1 else ''}")
-    if result.recommended:
+        print(f"   {'':55} sha256 {sha or 'not published (cannot be verified)'}")
+    if unplanned:
+        print(f"  not planned: {unplanned}")
+    if result and result.recommended:
         print(f"  {result.recommended.reason}")
-    for note in result.notes:
+    for note in result.notes if result else []:
         print(f"  note: {note}")
     return 0
+
+
+def _unsafe_name(parts: list[dict]) -> str | None:
+    """Why ``download`` would refuse this file's name (it would land outside the library), if it would."""
+    from quantdesk.core.hub import check_repo_path
+
+    for part in parts:
+        try:
+            check_repo_path(part["path"])
+        except QuantDeskError as exc:
+            return f"refused: {exc}"
+    return None
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:

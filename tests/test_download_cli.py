@@ -296,3 +296,28 @@ def test_import_of_a_relative_folder_names_a_split_model_once_and_then_as_known(
                            cwd=tmp_path, env=dict(os.environ), timeout=120)
     assert again.returncode == 0 and "imported" not in again.stdout
     assert again.stdout.count("already in the library") == len(names)
+
+
+def test_a_repo_file_name_that_escapes_the_library_is_refused_end_to_end(fake_hub, model_files, tmp_path):
+    evil = "a/../../../evil-Q8_0.gguf"
+    fake_hub.add_repo("org/Evil-GGUF", {evil: model_files["Tiny-Chat-Q8_0.gguf"],
+                                        "Good-F16.gguf": model_files["Tiny-Chat-F16.gguf"]})
+    out = run_cli("download", "org/Evil-GGUF", "--quant", "Q8_0")
+    assert out.returncode == 1 and "unsafe file name" in out.stderr, out.stderr
+    assert not fake_hub.requests_for("org/Evil-GGUF", evil, "GET")
+    home = Path(os.environ["QUANTDESK_HOME"])
+    assert not list(home.parent.rglob("evil-Q8_0.gguf")) and library_json() == []
+    listed = run_cli("files", "org/Evil-GGUF", "--json", "--hardware", "nvidia-8gb")
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["name"]: r for r in json.loads(listed.stdout)}
+    assert "unsafe file name" in rows["evil-Q8_0.gguf"]["refused"] and "refused" not in rows["Good-F16.gguf"]
+    assert run_cli("download", "org/Evil-GGUF", "--quant", "F16").returncode == 0  # the rest of the repo is fine
+
+
+def test_files_lists_a_repo_whose_headers_cannot_be_read(fake_hub, model_files):
+    fake_hub.add_repo("gated/Locked-GGUF", {"Locked-Q8_0.gguf": model_files["Tiny-Chat-Q8_0.gguf"]}, gated=True,
+                      token="hf_x")
+    out = run_cli("files", "gated/Locked-GGUF")
+    assert out.returncode == 0, out.stderr
+    assert "Locked-Q8_0.gguf" in out.stdout and "not planned" in out.stdout
+    assert fake_hub.file("gated/Locked-GGUF", "Locked-Q8_0.gguf").sha256 in out.stdout
