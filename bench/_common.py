@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import multiprocessing
 import os
 import sys
 from pathlib import Path
@@ -46,4 +48,46 @@ def quantized_model(shape: ModelShape, quant: str) -> Path:
         if rc != 0:
             raise RuntimeError(f"quantize {quant} failed ({rc})")
         tmp.rename(path)
+    return path
+
+
+def serve_hub(big: str, ready, stop) -> None:
+    """The fake hub in its own process, as the real one is another machine: its threads must not
+    compete with the app's for the interpreter lock (that would be the bench measuring itself)."""
+    from tests.support.fake_hub import FakeHub
+
+    with FakeHub() as hub:
+        hub.add_repo("bench/Big-GGUF", {Path(big).name: Path(big)})
+        ready.put(hub.endpoint)
+        stop.wait()
+
+
+@contextlib.contextmanager
+def hub_process(big: Path, in_process: bool):
+    if in_process:
+        from tests.support.fake_hub import FakeHub
+
+        with FakeHub() as hub:
+            hub.add_repo("bench/Big-GGUF", {big.name: big})
+            yield hub.endpoint
+        return
+    ctx = multiprocessing.get_context("spawn")
+    ready, stop = ctx.Queue(), ctx.Event()
+    proc = ctx.Process(target=serve_hub, args=(str(big), ready, stop), daemon=True)
+    proc.start()
+    try:
+        yield ready.get(timeout=60)
+    finally:
+        stop.set()
+        proc.join(timeout=10)
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A temporary folder removed when the bench exits (they hold GB-sized files: a leak fills the disk)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path

@@ -15,10 +15,9 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-from _common import ROOT
+from _common import ROOT, scratch_dir
 
 OURS = r"""
 import sys, time
@@ -71,7 +70,7 @@ def main() -> int:
     parser.add_argument("--page", default="hardware")
     args = parser.parse_args()
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "QUANTDESK_NO_AUTO_REFRESH": "1",
-           "QUANTDESK_HOME": tempfile.mkdtemp(prefix="qd-cold-")}
+           "QUANTDESK_HOME": str(scratch_dir("qd-cold-"))}
     once(OURS, args.page, env)  # first run warms the OS file cache; not counted
     ours, bare = [], []
     for _ in range(args.runs):

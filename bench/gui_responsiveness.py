@@ -12,17 +12,13 @@ in a child process (the real hub is another machine); ``--hub-in-process`` keeps
 from __future__ import annotations
 
 import argparse
-import contextlib
-import multiprocessing
 import os
 import sys
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import _common  # noqa: F401 - sets sys.path
-from _common import quantized_model
+from _common import hub_process, quantized_model, scratch_dir
 
 from tests.support.gguf_factory import ModelShape
 
@@ -101,37 +97,6 @@ def spin(app, seconds: float, until=None) -> None:
         time.sleep(0.001)
 
 
-def serve_hub(big: str, ready, stop) -> None:
-    """The fake hub in its own process, as the real one is another machine: its threads must not
-    compete with the app's for the interpreter lock (that would be the bench measuring itself)."""
-    from tests.support.fake_hub import FakeHub
-
-    with FakeHub() as hub:
-        hub.add_repo("bench/Big-GGUF", {Path(big).name: Path(big)})
-        ready.put(hub.endpoint)
-        stop.wait()
-
-
-@contextlib.contextmanager
-def hub_process(big: Path, in_process: bool):
-    if in_process:
-        from tests.support.fake_hub import FakeHub
-
-        with FakeHub() as hub:
-            hub.add_repo("bench/Big-GGUF", {big.name: big})
-            yield hub.endpoint
-        return
-    ctx = multiprocessing.get_context("spawn")
-    ready, stop = ctx.Queue(), ctx.Event()
-    proc = ctx.Process(target=serve_hub, args=(str(big), ready, stop), daemon=True)
-    proc.start()
-    try:
-        yield ready.get(timeout=60)
-    finally:
-        stop.set()
-        proc.join(timeout=10)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=512)
@@ -142,7 +107,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ["QUANTDESK_NO_AUTO_REFRESH"] = "1"
-    work = Path(tempfile.mkdtemp(prefix="qd-gui-bench-"))
+    work = scratch_dir("qd-gui-bench-")
     os.environ["QUANTDESK_HOME"] = str(work / "home")
     model = quantized_model(SHAPE, "Q4_K_M")
     big = work / "Big-Q4_K_M.gguf"

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import bench_dir, f16_model
+from _common import bench_dir, f16_model, scratch_dir
 
 from quantdesk.core.quant_presets import resolve_preset
 from quantdesk.core.quantize import QuantizeResult, TensorProgress, quantize
@@ -76,7 +76,7 @@ def main() -> int:
     ap.add_argument("--types", default="Q8_0,Q4_K_M")
     ap.add_argument("--threads", type=int, default=default_threads())
     args = ap.parse_args()
-    os.environ.setdefault("QUANTDESK_HOME", tempfile.mkdtemp(prefix="qd-bench-"))
+    os.environ.setdefault("QUANTDESK_HOME", str(scratch_dir("qd-bench-")))
     src = f16_model(BENCH1G)
     with src.open("rb") as fh:  # warm the page cache so neither side pays the first read
         while fh.read(64 << 20):

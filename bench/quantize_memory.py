@@ -15,7 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from _common import bench_dir, f16_model
+from _common import bench_dir, f16_model, scratch_dir
 
 from quantdesk.core.model_info import load_model_info
 from quantdesk.core.quant_presets import is_quantizable
@@ -46,7 +46,7 @@ def main() -> int:
             (f16_model(BIGVOCAB), "Q8_0"), (f16_model(BIGVOCAB), "Q4_K_M")]
     if not args.quick:
         runs += [(f16_model(BENCH1G), "Q8_0"), (f16_model(DEEP3G), "Q8_0"), (f16_model(DEEP3G), "Q4_K_M")]
-    os.environ.setdefault("QUANTDESK_HOME", tempfile.mkdtemp(prefix="qd-mem-"))
+    os.environ.setdefault("QUANTDESK_HOME", str(scratch_dir("qd-mem-")))
     print("| input | type | input size | largest tensor | peak RSS | RSS / input | peak anon | anon / input "
           "| pre-flight anon | seconds |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -17,7 +17,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from _common import f16_model
+from _common import f16_model, scratch_dir
 
 from quantdesk.core.quantize import TensorProgress, quantize
 from quantdesk.core.quantize_preflight import default_threads
@@ -34,7 +34,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=default_threads())
     args = ap.parse_args()
     src = f16_model({"medium": MEDIUM, "wide": WIDE}[args.shape])
-    os.environ.setdefault("QUANTDESK_HOME", tempfile.mkdtemp(prefix="qd-rates-"))
+    os.environ.setdefault("QUANTDESK_HOME", str(scratch_dir("qd-rates-")))
     elements: dict[str, float] = defaultdict(float)
     seconds: dict[str, float] = defaultdict(float)
     n_elems = {name: _elements(shape) for name, shape in _shapes(src).items()}
