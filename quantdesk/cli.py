@@ -72,6 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if getattr(args, "debug", False):
             raise
+        import sqlite3
+
+        if isinstance(exc, (OSError, sqlite3.OperationalError, MemoryError)):  # the machine said no: say why
+            from quantdesk.core.errors import explain
+
+            told = explain(exc)
+            print(f"quantdesk: error: {told.sentence}", file=sys.stderr)
+            if told.next_step:
+                print(f"quantdesk: {told.next_step}", file=sys.stderr)
+            return 1
         print(f"quantdesk: unexpected error: {type(exc).__name__}: {exc} (run with --debug for details)",
               file=sys.stderr)
         return 1

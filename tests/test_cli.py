@@ -109,3 +109,13 @@ def test_plan_hub_repo_reads_only_the_headers(fake_hub, tmp_path):
 def test_plan_missing_hub_repo(fake_hub):
     out = run_cli("plan", "nobody/nothing-GGUF", env={"HF_ENDPOINT": fake_hub.endpoint})
     assert out.returncode == 1 and "not found" in out.stderr
+
+
+def test_a_data_file_that_cannot_be_opened_is_one_sentence_with_a_next_step(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / "library.db").mkdir(parents=True)  # not a database file: SQLite cannot open it
+    monkeypatch.setenv("QUANTDESK_HOME", str(home))
+    out = subprocess.run([sys.executable, "-m", "quantdesk", "list"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "QuantDesk's data could not be read or written" in out.stderr and "Traceback" not in out.stderr
+    assert "Free some space" in out.stderr and "unexpected error" not in out.stderr

@@ -4,6 +4,7 @@ becomes that sentence plus the next step to take."""
 from __future__ import annotations
 
 import errno
+import sqlite3
 from dataclasses import dataclass
 
 
@@ -64,6 +65,11 @@ def explain(error: BaseException | str, next_step: str | None = None) -> Explain
     if isinstance(error, FileNotFoundError):
         where = error.filename or str(error)
         return Explained(f"File not found: {where}.", next_step or "Check the path; the file may have been moved.")
+    if isinstance(error, sqlite3.OperationalError):  # the library, queue or chat database
+        return Explained(_sentence(f"QuantDesk's data could not be read or written ({error}); the disk may be "
+                                   "full, or the data folder read-only or on a network share"),
+                         next_step or "Free some space or fix the folder's permissions, then retry; "
+                                      "nothing already saved is lost.")
     if isinstance(error, MemoryError):
         return Explained("The system ran out of memory.", next_step or "Close other programs or pick a smaller quant.")
     return Explained(_sentence(f"Unexpected error: {type(error).__name__}: {error}"),
