@@ -55,9 +55,21 @@ def installed(built, tmp_path_factory) -> Path:
     return root
 
 
+def _no_network_prefix() -> list[str]:
+    """``unshare -rn``: a new user and network namespace with only a loopback that is down — no network
+    at all, as on a first run offline. Empty where namespaces are not allowed (then the hub endpoint
+    points at a closed port instead)."""
+    try:
+        ok = subprocess.run(["unshare", "-rn", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    return ["unshare", "-rn"] if ok else []
+
+
 def run_installed(root: Path, *args: str, home: Path, cwd: Path, timeout: float = 300,
-                  quantdesk_home: bool = True) -> subprocess.CompletedProcess:
-    """The installed command with nothing of this checkout or its venv in reach, and a fresh profile."""
+                  quantdesk_home: bool = True, offline: bool = False) -> subprocess.CompletedProcess:
+    """The installed command with nothing of this checkout or its venv in reach, and a fresh profile;
+    ``offline``: with no network (see :func:`_no_network_prefix`)."""
     env = {k: v for k, v in os.environ.items()
            if k not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "QUANTDESK_HOME", "LD_LIBRARY_PATH",
                         "HF_HUB_DISABLE_XET"}}  # the bundle has no hf_xet: it must not need the switch
@@ -65,7 +77,13 @@ def run_installed(root: Path, *args: str, home: Path, cwd: Path, timeout: float 
                XDG_CACHE_HOME=str(home / ".cache"), QT_QPA_PLATFORM="offscreen", PATH="/usr/bin:/bin")
     if quantdesk_home:
         env["QUANTDESK_HOME"] = str(home / "qd")
-    return subprocess.run([str(root / "usr" / "bin" / "quantdesk"), *args], capture_output=True, text=True,
+    prefix: list[str] = []
+    if offline:
+        env.pop("HF_ENDPOINT", None)  # the real hub's name: unresolvable with no network
+        prefix = _no_network_prefix()
+        if not prefix:
+            env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # nothing listens on the discard port
+    return subprocess.run([*prefix, str(root / "usr" / "bin" / "quantdesk"), *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=cwd)
 
 
@@ -108,17 +126,23 @@ def _differing_pixels(a, b) -> float:
     return differ / total
 
 
-def test_first_run_creates_the_data_folder_and_opens_on_the_hardware_page(installed, tmp_path):
+def test_first_run_offline_creates_the_data_folder_and_opens_on_the_hardware_page_with_picks(installed, tmp_path):
     def first_run(name: str, *page: str) -> tuple[Path, Path]:
         home = tmp_path / name
         home.mkdir()
-        out = run_installed(installed, "gui", "--screenshot", str(tmp_path / f"{name}.png"), *page, home=home,
-                            cwd=tmp_path, quantdesk_home=False)
+        out = run_installed(installed, "gui", "--screenshot", str(tmp_path / f"{name}.png"), "--text",
+                            str(tmp_path / f"{name}.txt"), *page, home=home, cwd=tmp_path, quantdesk_home=False,
+                            offline=True)
         assert out.returncode == 0, out.stderr
         return home, tmp_path / f"{name}.png"
 
     home, png = first_run("first")
     assert (home / ".local" / "share" / "QuantDesk").is_dir(), "the first run creates the data folder (platformdirs)"
+    shown = (tmp_path / "first.txt").read_text().splitlines()
+    # the Hardware page, and the offline catalog's best models for this machine on it
+    assert "Good picks for this machine" in shown and any("RAM:" in line for line in shown)
+    assert any("bundled catalog" in line and "no network needed" in line for line in shown)
+    assert shown.count("Open in Discover") == 3 and any("tokens/s" in line for line in shown)
     shot = _image(png)
     assert shot.width() >= 800 and shot.height() >= 500
     colors = {shot.pixel(x, y) for y in range(0, shot.height(), 7) for x in range(0, shot.width(), 7)}
@@ -137,14 +161,24 @@ def test_hw_json_from_the_installed_program(installed, tmp_path):
     assert data["gpu_offload_supported"] is False  # the bundled llama.cpp is this machine's CPU build
 
 
-def test_offline_catalog_recommends_for_this_machine(installed, tmp_path):
-    out = run_installed(installed, "search", "", "--offline", "--fits", "--json", home=tmp_path, cwd=tmp_path)
+def test_offline_catalog_recommends_for_this_machine_with_no_network(installed, tmp_path):
+    out = run_installed(installed, "search", "", "--fits", "--json", home=tmp_path, cwd=tmp_path, offline=True)
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     assert rows and all(r["source"] == "catalog" for r in rows)
     assert all(r["best"]["verdict"] in {"full_gpu", "partial", "cpu_only"} for r in rows)
-    assert all(r["best"]["tokens_per_s"] > 0 for r in rows)
-    assert "catalog" in out.stderr
+    assert all(r["best"]["tokens_per_s"] > 0 for r in rows) and rows[0]["best"]["runs_well"]
+    assert "cannot be reached" in out.stderr and "bundled catalog" in out.stderr
+
+
+def test_discover_page_offline_shows_the_catalog_and_its_best_fit(installed, tmp_path):
+    text = tmp_path / "discover.txt"
+    out = run_installed(installed, "gui", "--screenshot", str(tmp_path / "discover.png"), "--text", str(text),
+                        "--page", "discover", home=tmp_path, cwd=tmp_path, offline=True)
+    assert out.returncode == 0, out.stderr
+    shown = text.read_text().splitlines()
+    assert any(line.startswith("Bundled catalog (offline") and "cannot be reached" in line for line in shown)
+    assert any(line.startswith("Download best fit") for line in shown)
 
 
 def test_chat_from_the_installed_program(installed, tmp_path, tiny_model):
