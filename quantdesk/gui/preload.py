@@ -9,6 +9,7 @@ finishes is simply waited for by Python's import lock, as it would have been imp
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import threading
@@ -46,14 +47,18 @@ def _prepare_databases() -> None:
             log.debug("preparing %s failed: %s", name, exc)
 
 
-def _warm_up(modules: tuple[str, ...]) -> None:
+def _warm_up(modules: tuple[str, ...], freeze: bool) -> None:
     _import_all(modules)
     _prepare_databases()
+    if freeze:
+        # What was just imported lives as long as the process: keep the garbage collector from walking
+        # it in every full collection (each one a GUI-thread pause; see MainWindow._settle_heap).
+        gc.freeze()
 
 
-def start_preload(modules: tuple[str, ...] = MODULES) -> threading.Thread:
-    """Start importing ``modules`` and preparing the databases; ``thread.is_alive()`` says whether
-    it is still at it."""
-    thread = threading.Thread(target=_warm_up, args=(modules,), name="preload", daemon=True)
+def start_preload(modules: tuple[str, ...] = MODULES, freeze: bool = False) -> threading.Thread:
+    """Start importing ``modules`` and preparing the databases (then, with ``freeze``, take what is
+    alive out of the garbage collector's walks); ``thread.is_alive()`` says whether it is still at it."""
+    thread = threading.Thread(target=_warm_up, args=(modules, freeze), name="preload", daemon=True)
     thread.start()
     return thread

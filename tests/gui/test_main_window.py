@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtWidgets import QLabel, QProgressBar
 
 from quantdesk.core.hardware import load_hardware_spec
-from quantdesk.gui.app import MainWindow
+from quantdesk.gui.app import PAGES, MainWindow
 
 
 def test_hardware_page_shows_the_gpu_and_ram(qtbot):
@@ -92,7 +92,6 @@ def test_hardware_picker_simulates_a_preset_for_every_page_and_reports_a_bad_fil
 def test_ctrl_number_switches_pages_and_the_last_page_survives_a_restart(qtbot):
     from PySide6.QtGui import QKeySequence, QShortcut
 
-    from quantdesk.gui.app import PAGES
 
     window = MainWindow(load_hardware_spec("cpu-8gb-laptop"))
     qtbot.addWidget(window)
@@ -169,3 +168,18 @@ def test_close_hides_the_window_before_pages_shut_down(qtbot, monkeypatch):
     monkeypatch.setattr(chat, "shutdown", lambda: (seen.append(window.isVisible()), real()))
     window.close()
     assert seen == [False]
+
+
+def test_the_apps_window_freezes_its_long_lived_heap_once_start_up_is_done(qtbot):
+    import gc
+
+    window = MainWindow(load_hardware_spec("nvidia-8gb"), freeze_heap=True)
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: window._heap_settled, timeout=30_000)
+        assert set(window._built) == set(PAGES)
+        assert window.hardware_page.picks_box.picks  # the picks were planned before, not after
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()  # this test process makes many windows: let the collector see them again
