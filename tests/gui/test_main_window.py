@@ -92,7 +92,6 @@ def test_hardware_picker_simulates_a_preset_for_every_page_and_reports_a_bad_fil
 def test_ctrl_number_switches_pages_and_the_last_page_survives_a_restart(qtbot):
     from PySide6.QtGui import QKeySequence, QShortcut
 
-
     window = MainWindow(load_hardware_spec("cpu-8gb-laptop"))
     qtbot.addWidget(window)
     keys = {s.key().toString(): s for s in window.findChildren(QShortcut)}
