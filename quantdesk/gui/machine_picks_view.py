@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from html import escape
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QPushButton, QWidget
 
 from quantdesk.core.hardware import Hardware
-from quantdesk.core.machine_picks import display_name
 from quantdesk.core.units import fmt_bytes
 from quantdesk.gui.latest import Latest
 
 LIMIT = 3
+START_DELAY_MS = 250
 
 
 class MachinePicksBox(QGroupBox):
@@ -31,21 +31,34 @@ class MachinePicksBox(QGroupBox):
         self.caption.setWordWrap(True)
         self._grid.addWidget(self.caption, 0, 0, 1, 2)
         self._latest = Latest(self)
+        self._pending: Hardware | None = None
+        self._start_timer = QTimer(self, singleShot=True, interval=START_DELAY_MS, timeout=self._start)
         self.picks: list | None = None  # core MachinePick list once planned
 
     def show_for(self, hw: Hardware) -> None:
-        """Plan the catalog for ``hw`` in the background; the old picks stay until the new ones arrive."""
-        from quantdesk.core.machine_picks import machine_picks
+        """Plan the catalog for ``hw`` in the background; the old picks stay until the new ones arrive.
 
+        Started a moment later, not at once: at start-up the first paint comes first (the planning's
+        imports would take the interpreter from it), and a quick run of machine changes plans once."""
         self.caption.setText("Finding the models that run best here…")
-        self._latest.run(lambda: (machine_picks(hw, limit=LIMIT), _origin()), self._show,
+        self._pending = hw
+        self._start_timer.start()
+
+    def _start(self) -> None:
+        hw = self._pending
+        if hw is None:
+            return
+        self._pending = None
+        self._latest.run(lambda: (_picks(hw), _origin()), self._show,
                          lambda exc: self.caption.setText(f"Could not rank the offline catalog: {exc}"))
 
     @property
     def busy(self) -> bool:
-        return self._latest.busy
+        return self._pending is not None or self._latest.busy
 
     def _show(self, answer) -> None:
+        from quantdesk.core.machine_picks import display_name  # the planner's imports: not before the first paint
+
         picks, origin = answer
         self.picks = picks
         for w in self._rows:
@@ -70,6 +83,12 @@ class MachinePicksBox(QGroupBox):
             self._grid.addWidget(label, row, 0)
             self._grid.addWidget(button, row, 1)
             self._rows += [label, button]
+
+
+def _picks(hw: Hardware) -> list:
+    from quantdesk.core.machine_picks import machine_picks  # on the worker: the planner's imports are heavy
+
+    return machine_picks(hw, limit=LIMIT)
 
 
 def _origin() -> str:
