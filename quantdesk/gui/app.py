@@ -202,6 +202,11 @@ class MainWindow(QMainWindow):
         self.page(missing[0])
         self._builder.start(0)
 
+    def background_busy(self) -> bool:
+        """Work a page has scheduled but not finished (e.g. the Hardware page's picks, started a moment
+        after it is shown), beyond what the thread pool is running now."""
+        return any(getattr(page, "background_busy", lambda: False)() for page in self._built.values())
+
     def _settle_heap(self) -> None:
         """Once start-up work is done (pages built, the Hardware page's picks planned), move what is alive
         — modules, classes, pages, the planner's caches: all of it lives as long as the window — out of
@@ -346,7 +351,7 @@ def _screenshot(app: QApplication, window: MainWindow, path: str, settle: float 
     pool, deadline = QThreadPool.globalInstance(), time.monotonic() + 60
     while True:  # background work may start more (a search's answer plans its first result)
         app.processEvents()
-        if pool.activeThreadCount() == 0 or time.monotonic() > deadline:
+        if time.monotonic() > deadline or (pool.activeThreadCount() == 0 and not window.background_busy()):
             break
         pool.waitForDone(100)
     deadline = time.monotonic() + settle

@@ -147,6 +147,9 @@ class HardwarePage(QWidget):
         self._show(hw)
         self._replan_picks()  # a different machine; the live refresh (same machine) does not re-rank
 
+    def background_busy(self) -> bool:
+        return self.picks_box is not None and self.picks_box.busy
+
     def _replan_picks(self) -> None:
         if self.picks_box is not None and self.hardware is not None:
             self.picks_box.show_for(self.hardware)
