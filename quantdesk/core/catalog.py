@@ -185,8 +185,10 @@ def _synthesize(model: CatalogModel, f: CatalogFile) -> ModelInfo:
                    (p + "ffn_gate.weight", (n_embd, n_ff)), (p + "ffn_up.weight", (n_embd, n_ff)),
                    (p + "ffn_down.weight", (n_ff, n_embd))]
     shapes.append(("output_norm.weight", (n_embd,)))
-    if not a.get("tie_word_embeddings", str(a.get("architecture", "")).startswith("gemma")):
-        # Gemma's configs leave the key out because Gemma always ties: no separate output matrix
+    tied = a.get("tie_word_embeddings")
+    if tied is None:  # Gemma's configs leave it out (the catalog has null): Gemma always ties
+        tied = str(a.get("architecture", "")).startswith("gemma")
+    if not tied:
         shapes.append(("output.weight", (n_embd, n_vocab)))
     total = model.estimated_size(f)
     f16, offset = [], 0

@@ -108,6 +108,8 @@ class DownloadQueue:
             FileLock(lock_path(repo, entry.first), "").release_if_free()
         except LockBusy:
             return True
+        except (QuantDeskError, OSError):  # an unusable name or folder: nobody can be writing it
+            return False
         return False
 
     def start(self) -> None:
@@ -206,7 +208,8 @@ class DownloadQueue:
                 if job.state in ACTIVE and self._running_elsewhere(job.repo, job.entry):
                     raise QuantDeskError(f"download #{job_id} is running in another QuantDesk window or command",
                                          next_step="Pause or cancel it there; this one cannot reach it.")
-                if job.state in ("queued", "paused", "failed") or state == "cancelled":
+                # (an active row that nobody is running is left over from a writer that stopped)
+                if job.state in ("queued", "paused", "failed", *ACTIVE) or state == "cancelled":
                     self._set(job_id, state=state)
                     if state == "cancelled":
                         self._remove_partials(job)
@@ -282,8 +285,10 @@ class DownloadQueue:
             files = [{"path": str(r.path), "size": r.size, "sha256": r.sha256} for r in results]
             model = Library().add(files=files, source="downloaded", repo=job.repo, quant=job.entry.quant)
             self._set(job_id, state="done", done=job.total, model=model.name)
-        except LockBusy:
-            pass  # another process took this job between our look at the queue and our start: it reports it
+        except LockBusy as exc:
+            # another writer has this file: a `quantdesk download`, a quantize job fetching its source, or
+            # another process's queue (which overwrites this with its own progress on its next write)
+            self._set(job_id, state="failed", error=f"{exc} — {exc.next_step}" if exc.next_step else str(exc))
         except Cancelled:
             why = self._why.pop(job_id, "paused")
             self._set(job_id, state=why)

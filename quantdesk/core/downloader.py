@@ -293,7 +293,8 @@ def download_model(repo_id: str, entry: RepoGGUF, revision: str | None = None,
     # One writer per model, held until the files are in place (another process, or another job
     # here, would append to the same partial files).
     with FileLock(lock_path(repo_id, entry.first), f"a download of {entry.name}",
-                  next_step="Wait for it to finish (the Downloads page or `quantdesk downloads`), or cancel it there."):
+                  next_step="Wait for it to finish (the Downloads page or `quantdesk downloads`), or cancel it there.",
+                  wait=1.0):  # another process may only be peeking whether it is free (download_queue)
         for part in entry.parts:
             yield from download_part(repo_id, part, revision, cancel)
         results = []

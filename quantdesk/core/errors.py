@@ -65,7 +65,11 @@ def explain(error: BaseException | str, next_step: str | None = None) -> Explain
     if isinstance(error, FileNotFoundError):
         where = error.filename or str(error)
         return Explained(f"File not found: {where}.", next_step or "Check the path; the file may have been moved.")
-    if isinstance(error, sqlite3.OperationalError):  # the library, queue or chat database
+    if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+        return Explained("QuantDesk's data is busy in another QuantDesk window or command.",
+                         next_step or "Retry in a moment; if it stays busy, close the other QuantDesk.")
+    if isinstance(error, sqlite3.OperationalError) and ("disk" in str(error) or "open" in str(error)
+                                                        or "readonly" in str(error)):
         return Explained(_sentence(f"QuantDesk's data could not be read or written ({error}); the disk may be "
                                    "full, or the data folder read-only or on a network share"),
                          next_step or "Free some space or fix the folder's permissions, then retry; "

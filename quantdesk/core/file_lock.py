@@ -9,6 +9,7 @@ it when the holder dies, so a killed download never leaves a stale lock behind.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -22,18 +23,25 @@ class LockBusy(QuantDeskError):
 class FileLock:
     """``with FileLock(path, what):`` — non-blocking; raises :class:`LockBusy` naming ``what``."""
 
-    def __init__(self, path: Path, what: str, next_step: str | None = None) -> None:
-        self.path, self.what, self.next_step = path, what, next_step
+    def __init__(self, path: Path, what: str, next_step: str | None = None, wait: float = 0.0) -> None:
+        self.path, self.what, self.next_step, self.wait = path, what, next_step, wait
         self._fd: int | None = None
 
-    def acquire(self) -> None:
+    def acquire(self, wait: float = 0.0) -> None:
+        """Take the lock, trying for up to ``wait`` seconds (another process may be only peeking at it)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            _lock(fd)
-        except OSError:
-            os.close(fd)
-            raise LockBusy(f"{self.what} is already in progress (on the Downloads page, or in another QuantDesk "
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                _lock(fd)
+                break
+            except OSError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                os.close(fd)
+                raise LockBusy(f"{self.what} is already in progress (on the Downloads page, or in another QuantDesk "
                            "window or command)",
                            next_step=self.next_step) from None
         self._fd = fd
@@ -52,7 +60,7 @@ class FileLock:
         self.release()
 
     def __enter__(self) -> "FileLock":
-        self.acquire()
+        self.acquire(self.wait)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

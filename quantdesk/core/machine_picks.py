@@ -42,9 +42,20 @@ def pick_key(option: PlanOption | None, downloads: int = 0, params: int | None =
     copies of one model before their quants' loss does."""
     if option is None:
         return (1,)
-    loss = option.quality_loss if option.quality_loss is not None else 9.0
+    loss = estimated_loss(option)
     return (0, not runs_well(option), loss > HEAVY_LOSS_KLD, FIT_TIER.get(option.verdict, 9),
             -params_of(option, params), trust, loss, -downloads)
+
+
+def estimated_loss(option: PlanOption) -> float:
+    """The cited KL divergence of the file's quant; for a label without a cited figure (Q4_0, Q5_1,
+    a publisher's own variant) the same scale's estimate from its bits per weight."""
+    if option.quality_loss is not None:
+        return option.quality_loss
+    from quantdesk.core.quants import quality_rank
+
+    bpw = option.model.bits_per_weight if option.model is not None else 4.5
+    return -quality_rank(option.quant, bpw)
 
 
 def trust_of(publisher: str | None) -> int:

@@ -216,7 +216,7 @@ class MainWindow(QMainWindow):
         if self._heap_settled or not self.freeze_heap:
             return
         picks = getattr(self._built.get("hardware"), "picks_box", None)
-        if picks is not None and (picks.busy or picks.picks is None):
+        if picks is not None and picks.busy:
             self._builder.start(200)  # the picks' objects belong in the frozen heap too
             return
         import gc

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from html import unescape
 
+from PySide6 import QtGui
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, Qt
 from PySide6.QtWidgets import (QAbstractButton, QAbstractItemView, QComboBox, QGroupBox, QLabel, QLineEdit,
                                QProgressBar, QTextEdit, QWidget)
@@ -44,7 +45,8 @@ def visible_text(root: QWidget) -> list[str]:
         if not w.isVisibleTo(root) and w is not root:
             continue
         if isinstance(w, QLabel):
-            text = plain(w.text())
+            text = plain(w.text()) if w.textFormat() == Qt.TextFormat.RichText or (
+                w.textFormat() == Qt.TextFormat.AutoText and QtGui.Qt.mightBeRichText(w.text())) else w.text()
         elif isinstance(w, QAbstractButton):
             text = w.text().replace("&", "")
         elif isinstance(w, QGroupBox):

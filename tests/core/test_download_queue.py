@@ -210,3 +210,38 @@ def test_pausing_while_the_resumed_part_is_rehashed_stops_there(hub, files, monk
     with pytest.raises(Cancelled):
         list(download_part(REPO, entry(name).parts[0], cancel=cancel))
     assert part.stat().st_size == len(data) // 2 and hub.bytes_served.get((REPO, name), 0) == 0
+
+
+def test_a_file_another_writer_holds_fails_with_the_reason_and_retries_once_free(hub, tmp_path):
+    from quantdesk.core.downloader import lock_path
+    from quantdesk.core.file_lock import FileLock
+
+    e = entry("Queue-Test-Q8_0.gguf")
+    holder = FileLock(lock_path(REPO, e.first), "a download of it")
+    holder.acquire()  # e.g. `quantdesk download` of the same file in a terminal
+    q = DownloadQueue(db_path=tmp_path / "q.db")
+    try:
+        job = q.add(REPO, e)
+        until(lambda: q.get(job.id).state == "failed", timeout=30)
+        assert "already in progress" in q.get(job.id).error
+        holder.release()
+        q.resume(job.id)
+        until(lambda: q.get(job.id).state == "done", timeout=60)
+    finally:
+        holder.release()
+        q.shutdown()
+
+
+def test_a_stale_active_row_nobody_runs_can_be_paused_and_cancelled(hub, tmp_path):
+    import sqlite3
+
+    q = DownloadQueue(db_path=tmp_path / "q.db", autostart=False)
+    job = q.add(REPO, entry("Queue-Test-Q6_K.gguf"))
+    with sqlite3.connect(tmp_path / "q.db") as db:  # as if a writer stopped without saying so
+        db.execute("UPDATE downloads SET state='downloading' WHERE id=?", (job.id,))
+    q.pause(job.id)
+    assert q.get(job.id).state == "paused"
+    with sqlite3.connect(tmp_path / "q.db") as db:
+        db.execute("UPDATE downloads SET state='downloading' WHERE id=?", (job.id,))
+    q.cancel(job.id)
+    assert q.get(job.id).state == "cancelled"
