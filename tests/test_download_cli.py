@@ -321,3 +321,16 @@ def test_files_lists_a_repo_whose_headers_cannot_be_read(fake_hub, model_files):
     assert out.returncode == 0, out.stderr
     assert "Locked-Q8_0.gguf" in out.stdout and "not planned" in out.stdout
     assert fake_hub.file("gated/Locked-GGUF", "Locked-Q8_0.gguf").sha256 in out.stdout
+
+
+def test_a_trickling_connection_is_dropped_and_resumed(hub_repo):
+    """Still delivering, but far too slowly: as stuck as a silent connection (the stall timeout is 2 s here)."""
+    name = "Tiny-Chat-F16.gguf"
+    hub_repo.set_fault(REPO, name, bytes_per_second=10_000, times=1)  # 10 MB would take ~17 minutes
+    t0 = time.time()
+    out = run_cli("download", REPO, "--quant", "F16", "--json")
+    assert out.returncode == 0, out.stderr
+    assert time.time() - t0 < 30
+    assert "slowed to" in out.stderr
+    ranges = [r.range for r in hub_repo.requests_for(REPO, name, "GET")]
+    assert len(ranges) >= 2 and ranges[-1] and not ranges[-1].startswith("bytes=0-")

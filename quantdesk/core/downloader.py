@@ -27,6 +27,7 @@ from quantdesk.core.hub import RepoFilePart, RepoGGUF, check_repo_path, hub_endp
 from quantdesk.core.paths import models_dir
 
 CHUNK = 1 << 20
+TRICKLE_BYTES = 64 << 10  # fewer than this in a whole stall period (QUANTDESK_STALL_TIMEOUT) is a stall
 MAX_ATTEMPTS = 8
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
 DISK_MARGIN_MIN, DISK_MARGIN_FRACTION = 256 << 20, 0.02
@@ -107,7 +108,7 @@ class _HashingWriter:
     def __init__(self, path: Path, sha: "hashlib._Hash", append: bool) -> None:
         self.fh = path.open("ab" if append else "wb")
         self.sha = sha
-        self.q: queue.Queue[bytes | None] = queue.Queue(maxsize=32)
+        self.q: queue.Queue[bytes | None] = queue.Queue(maxsize=512)  # network-sized pieces: ~32 MiB ahead at most
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -203,16 +204,30 @@ def download_part(repo_id: str, part: RepoFilePart, revision: str | None = None,
                 if done and status == 200:  # the server ignored Range: start over
                     sha, done = hashlib.sha256(), 0
                 writer = _HashingWriter(part_file, sha, append=done > 0)
+                # Pieces as the network delivers them (a dropped connection loses nothing already
+                # received); an event per MiB or 0.2 s. A connection that still delivers, but less than
+                # TRICKLE_BYTES per stall period, is as stuck as a silent one: reconnect from here.
+                reported, last_event = done, time.monotonic()
+                window_start, window_bytes = last_event, 0
                 try:
-                    for chunk in response.iter_bytes(CHUNK):
+                    for chunk in response.iter_bytes():
                         if done + len(chunk) > part.size:
                             raise _SizeMismatch("it sent more")
                         writer.write(chunk)
                         done += len(chunk)
-                        attempt = 0
-                        speed = rate.add(done)
-                        yield DownloadEvent("downloading", part.path, done, part.size, speed,
-                                            (part.size - done) / speed if speed > 0 else None)
+                        window_bytes += len(chunk)
+                        now = time.monotonic()
+                        if now - window_start >= stall_timeout():
+                            if window_bytes < TRICKLE_BYTES:
+                                raise _Retry(f"the connection slowed to {window_bytes / (now - window_start):,.0f} "
+                                             "bytes/s", 0.0)
+                            window_start, window_bytes = now, 0
+                        if done - reported >= CHUNK or now - last_event >= 0.2 or done == part.size:
+                            attempt = 0
+                            reported, last_event = done, now
+                            speed = rate.add(done)
+                            yield DownloadEvent("downloading", part.path, done, part.size, speed,
+                                                (part.size - done) / speed if speed > 0 else None)
                         if cancel is not None and cancel.is_set():
                             break
                 finally:
