@@ -257,7 +257,13 @@ class DownloadQueue:
                 thread.start()
 
     def _run(self, job_id: int, cancel: threading.Event) -> None:
-        job = self.get(job_id)
+        try:
+            job = self.get(job_id)
+        except QuantDeskError:  # removed between being started and running: nothing to do
+            with self._lock:
+                self._threads.pop(job_id, None)
+                self._cancels.pop(job_id, None)
+            return
         last_write = 0.0
         try:
             results = None
