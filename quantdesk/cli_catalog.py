@@ -18,7 +18,7 @@ def _offline_notice(why: str) -> str:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from quantdesk.core.discover import catalog_rows, search
+    from quantdesk.core.discover import search
     from quantdesk.core.hardware import resolve_hardware
     from quantdesk.core.machine_picks import rank_search_rows
 
@@ -30,14 +30,14 @@ def cmd_search(args: argparse.Namespace) -> int:
         notice = _offline_notice("--offline" if args.offline else "the hub cannot be reached")
         if not args.offline:
             notice += f" ({found.reason})"
-        # --fits ranks the whole catalog, then keeps --limit: the best pick may not be among the smallest
-        catalog = catalog_rows(args.text, 10**6) if args.fits else found.rows
-        rows = [{**r.to_json(), "params": r.params, "best": None, "source": "catalog"} for r in catalog]
+        # all the catalog's matches: --fits ranks them before --limit keeps the first (the best pick may
+        # not be among the smallest)
+        rows = [{**r.to_json(), "params": r.params, "best": None, "source": "catalog"} for r in found.rows]
     if notice:
         print(notice, file=sys.stderr)
     if args.fits:
         rank_search_rows(rows, resolve_hardware(args.hardware), ctx=args.ctx)
-        rows = rows[:args.limit]
+    rows = rows[:args.limit]
     if args.json:
         emit_json(rows)
         return 0

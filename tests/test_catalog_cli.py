@@ -49,3 +49,17 @@ def test_files_with_verdicts(catalog):
     assert rows["Q4_K_M"]["plan"]["verdict"] == "full_gpu" and rows["Q8_0"]["plan"]["verdict"] == "partial"
     assert rows["Q4_K_M"]["parts"][0]["sha256"] == catalog.file("someone/Mid-8B-GGUF", "Mid-8B-Q4_K_M.gguf").sha256
     assert rows["Q4_K_M"]["size"] > 4 * 2**30  # the advertised full size, not the served header
+
+
+def test_offline_search_sees_the_whole_catalog_and_limit_keeps_the_best(tmp_path):
+    from quantdesk.core.catalog import load_catalog
+    from quantdesk.core.discover import search
+
+    found = search("", offline=True)  # what the Discover page lists offline
+    assert len(found.rows) == len(load_catalog().models) > 30
+    out = run_cli("search", "", "--offline", "--fits", "--limit", "3", "--json", "--hardware", "nvidia-24gb")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert len(rows) == 3 and all(r["best"]["params"] > 20e9 for r in rows)  # 32B-class, not the 30 smallest
+    plain = json.loads(run_cli("search", "", "--offline", "--limit", "5", "--json").stdout)
+    assert len(plain) == 5

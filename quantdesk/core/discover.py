@@ -30,6 +30,9 @@ class SearchResults:
     reason: str | None = None  # why the catalog answered: "offline mode" or the hub's error
 
 
+CATALOG_ALL = 10_000
+
+
 def catalog_label() -> str:
     from quantdesk.core.catalog import load_catalog
 
@@ -56,7 +59,9 @@ def search(text: str, sort: str = "downloads", limit: int = 30, offline: bool = 
             return SearchResults(text, search_gguf_repos(text, sort=sort, limit=limit), "hub", "Hugging Face hub")
         except HubUnreachable as exc:
             reason = str(exc)
-    return SearchResults(text, catalog_rows(text, limit), "catalog", catalog_label(), reason)
+    # the whole catalog's matches (it is local and small): the smallest `limit` would hide the bigger
+    # models a large machine should see; callers that want fewer slice
+    return SearchResults(text, catalog_rows(text, max(limit, CATALOG_ALL)), "catalog", catalog_label(), reason)
 
 
 def kind_of(text: str) -> str:
