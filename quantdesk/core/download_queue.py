@@ -109,7 +109,7 @@ class DownloadQueue:
         except LockBusy:
             return True
         except (QuantDeskError, OSError):  # an unusable name or folder: nobody can be writing it
-            return False
+            pass
         return False
 
     def start(self) -> None:

@@ -109,10 +109,7 @@ _QUANT_TAIL = re.compile(r"[-_.](?:i?q\d\w*|f16|bf16|f32)$", re.IGNORECASE)
 def model_key(repo: str, base_model: str | None) -> str:
     """One key per model, whoever quantized it: the base model when the catalog names it, else the
     repo name without its ``-GGUF`` and quant suffixes."""
-    if base_model:
-        return base_model.lower()
-    name = repo.rsplit("/", 1)[-1].lower().removesuffix("-gguf")
-    return _QUANT_TAIL.sub("", name)
+    return (base_model or display_name(repo)).lower()
 
 
 def display_name(repo: str) -> str:

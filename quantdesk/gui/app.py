@@ -215,9 +215,8 @@ class MainWindow(QMainWindow):
         thread, in the middle of a download or a reply."""
         if self._heap_settled or not self.freeze_heap:
             return
-        picks = getattr(self._built.get("hardware"), "picks_box", None)
-        if picks is not None and picks.busy:
-            self._builder.start(200)  # the picks' objects belong in the frozen heap too
+        if self.background_busy():
+            self._builder.start(200)  # e.g. the Hardware page's picks: their objects belong in the frozen heap too
             return
         import gc
 
