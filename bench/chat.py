@@ -56,8 +56,8 @@ def in_process(path: str, args: dict, n: int, rounds: int) -> dict:
 
 
 def ours(path: str, args: dict, n: int, rounds: int) -> dict:
-    from quantdesk.core.engine import Engine, Finished, LoadSettings
-    from quantdesk.core.sampling import Sampling
+    from quantdesk.chat.engine import Engine, Finished, LoadSettings
+    from quantdesk.chat.sampling import Sampling
 
     t0 = time.perf_counter()
     engine = Engine(path, LoadSettings(**args))
@@ -77,7 +77,7 @@ def ours(path: str, args: dict, n: int, rounds: int) -> dict:
 
 def _reset(engine) -> None:
     """Evaluate an unrelated prompt so the next round cannot reuse the KV cache (the in-process side resets)."""
-    from quantdesk.core.sampling import Sampling
+    from quantdesk.chat.sampling import Sampling
 
     for _ in engine.complete("zq " * 3, Sampling(max_tokens=1)):
         pass

@@ -24,7 +24,7 @@ import sys, time
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 app = QApplication([])
-from quantdesk.core.hardware import resolve_hardware
+from quantdesk.hardware.detect import resolve_hardware
 from quantdesk.gui.app import MainWindow
 w = MainWindow(resolve_hardware())
 w.show_page(sys.argv[1])

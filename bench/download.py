@@ -49,8 +49,8 @@ def main() -> int:
         os.environ["HF_ENDPOINT"] = endpoint
         from huggingface_hub import hf_hub_url
 
-        from quantdesk.core.downloader import download_model
-        from quantdesk.core.hub import list_repo_ggufs
+        from quantdesk.hub.client import list_repo_ggufs
+        from quantdesk.library.download import download_model
 
         (entry,) = list_repo_ggufs("bench/Big-GGUF")
         url = hf_hub_url("bench/Big-GGUF", src.name, endpoint=endpoint)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import statistics
+import sys
 import time
 
 import _common  # noqa: F401 - sets sys.path
@@ -118,10 +118,10 @@ def main() -> int:
 
     from PySide6.QtWidgets import QApplication
 
-    from quantdesk.core.detect import detect_hardware
-    from quantdesk.core.hub import list_repo_ggufs
-    from quantdesk.core.sampling import Sampling
+    from quantdesk.chat.sampling import Sampling
     from quantdesk.gui.app import MainWindow
+    from quantdesk.hardware.detect import detect_hardware
+    from quantdesk.hub.client import list_repo_ggufs
     with hub_process(big, args.hub_in_process) as endpoint:
         os.environ["HF_ENDPOINT"] = endpoint
         entry = list_repo_ggufs("bench/Big-GGUF")[0]

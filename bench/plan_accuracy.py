@@ -16,10 +16,11 @@ import time
 
 from _common import quantized_model  # noqa: F401 - sets sys.path
 
-from quantdesk.core.detect import detect_hardware
-from quantdesk.core.plan_service import plan_local
+from quantdesk.hardware.detect import detect_hardware
+from quantdesk.planning.plan import plan_local
 from tests.support.gguf_factory import MEDIUM, SMALL, WIDE
 from tests.support.llama_probe import measure
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -1,7 +1,7 @@
 """Our quantize job vs a direct in-process ``llama_model_quantize`` call, same input, same run.
 
 On a generated F16 model of 1.1 GiB (cached under bench_dir()), each preset is quantized by
- - ours: ``quantdesk.core.quantize.quantize()`` — child process, per-tensor progress events
+ - ours: ``quantdesk.quantize.quantizer.quantize()`` — child process, per-tensor progress events
    consumed, partial file, header check and move; wall time from the call to the result;
  - direct: ``llama_cpp.llama_model_quantize`` called in a fresh Python process of its own (so the
    two peaks are separable); time of the call alone.
@@ -25,9 +25,9 @@ from pathlib import Path
 
 from _common import bench_dir, f16_model, scratch_dir
 
-from quantdesk.core.quant_presets import resolve_preset
-from quantdesk.core.quantize import QuantizeResult, TensorProgress, quantize
-from quantdesk.core.quantize_preflight import default_threads
+from quantdesk.gguf.quant_presets import resolve_preset
+from quantdesk.planning.quantize_cost import default_threads
+from quantdesk.quantize.quantizer import QuantizeResult, TensorProgress, quantize
 from tests.support.gguf_factory import ModelShape
 
 MiB = 1 << 20

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from _common import bench_dir, f16_model, scratch_dir
 
-from quantdesk.core.model_info import load_model_info
-from quantdesk.core.quant_presets import is_quantizable
-from quantdesk.core.quantize import QuantizeResult, quantize
+from quantdesk.gguf.model_info import load_model_info
+from quantdesk.gguf.quant_presets import is_quantizable
+from quantdesk.quantize.quantizer import QuantizeResult, quantize
 from tests.support.gguf_factory import MEDIUM, SMALL, WIDE, ModelShape, write_model
 
 MiB = 1 << 20

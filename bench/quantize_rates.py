@@ -3,7 +3,7 @@
 Quantizes a generated F16 model (MEDIUM by default) to presets that together cover every tensor
 type QuantDesk offers, through the real job (child process, progress events), and times each
 tensor from its "started" to its "finished" event. Prints the table and the ``RATES`` dict that
-``quantdesk/core/quantize_preflight.py`` holds.
+``quantdesk/planning/quantize_cost.py`` holds.
 
     python bench/quantize_rates.py [--shape medium|wide] [--threads N]
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from _common import f16_model, scratch_dir
 
-from quantdesk.core.quantize import TensorProgress, quantize
-from quantdesk.core.quantize_preflight import default_threads
+from quantdesk.planning.quantize_cost import default_threads
+from quantdesk.quantize.quantizer import TensorProgress, quantize
 from tests.support.gguf_factory import MEDIUM, WIDE
 
 PRESETS = ["Q8_0", "Q6_K", "Q5_K_S", "Q4_K_S", "Q3_K_S", "Q2_K", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_XS",
@@ -62,7 +62,7 @@ def main() -> int:
 
 
 def _shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    from quantdesk.core.gguf_reader import read_header
+    from quantdesk.gguf.reader import read_header
 
     return {t.name: t.shape for t in read_header(path).tensors}
 

@@ -35,13 +35,12 @@ import time
 from pathlib import Path
 
 import psutil
-
 from _common import f16_model, quantized_model  # noqa: F401 - sets sys.path
 
-from quantdesk.core.memory_model import GPU_RUNTIME_OVERHEAD, Memory, placement_memory
-from quantdesk.core.model_info import load_model_info
-from quantdesk.core.plan_service import plan_local
-from quantdesk.core.planner import load_args, settings_for
+from quantdesk.gguf.model_info import load_model_info
+from quantdesk.planning.fit import load_args, settings_for
+from quantdesk.planning.memory_model import GPU_RUNTIME_OVERHEAD, Memory, placement_memory
+from quantdesk.planning.plan import plan_local
 from tests.support.gguf_factory import MEDIUM, WIDE, ModelShape
 from tests.support.llama_probe import CHILD  # verbose=1 for buffer sizes, hold=1 while NVML is read
 
@@ -270,7 +269,7 @@ def main() -> int:
     if not llama_cpp.llama_supports_gpu_offload():
         print("this llama-cpp-python build has no GPU offload; build it with CMAKE_ARGS=-DGGML_CUDA=on")
         return 2
-    from quantdesk.core.detect import detect_hardware
+    from quantdesk.hardware.detect import detect_hardware
 
     hw = detect_hardware()
     if not hw.usable_gpus:

@@ -3,7 +3,7 @@
 Reads the rows ``bench/vram_accuracy.py`` recorded on the device (docs/vram-h100-rows.jsonl),
 rebuilds each model's header (same shape and quant preset) and prints predicted vs measured VRAM
 (the process's own NVML figure) and RAM (VmRSS while generating). Use it after changing
-``quantdesk/core/memory_model.py``.
+``quantdesk/planning/memory_model.py``.
 
     python bench/vram_rescore.py [rows.jsonl]
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import _common  # noqa: F401 - sets sys.path
 
-from quantdesk.core.memory_model import placement_memory
-from quantdesk.core.model_info import load_model_info
-from quantdesk.core.planner import settings_for
+from quantdesk.gguf.model_info import load_model_info
+from quantdesk.planning.fit import settings_for
+from quantdesk.planning.memory_model import placement_memory
 from tests.support.gguf_factory import MEDIUM, WIDE, ModelShape, write_header_only
 
 BIG = ModelShape(n_vocab=32000, n_embd=2048, n_layer=16, n_head=16, n_head_kv=8, n_ff=5632, n_ctx_train=8192, name="big")

@@ -1,3 +1,3 @@
-from quantdesk.cli import main
+from quantdesk.cli.main import main
 
 raise SystemExit(main())

@@ -65,7 +65,7 @@ CATALOG_REPO = "bartowski/Qwen2.5-0.5B-Instruct-GGUF"  # a repo of the bundled o
 def hub_with_catalog_repo(fake_hub, tmp_path):
     """The fake hub publishing one bundled-catalog repo (header-only real-shaped files); the catalog
     cache is cleared around the test so refreshed data never leaks between tests."""
-    from quantdesk.core.catalog import load_catalog
+    from quantdesk.catalog.offline import load_catalog
 
     files = {"Qwen2.5-0.5B-Instruct-Q4_K_M.gguf": (factory.QWEN25_05B, "Q4_K_M"),
              "Qwen2.5-0.5B-Instruct-Q8_0.gguf": (factory.QWEN25_05B, "Q8_0")}

@@ -23,11 +23,11 @@ os.environ.update(QUANTDESK_HOME=str(HOME), HF_HOME=str(HOME / "hf"), HF_HUB_DIS
                   HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_IMPLICIT_TOKEN="1", QT_QPA_PLATFORM="offscreen",
                   PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring", QUANTDESK_NO_AUTO_REFRESH="1")
 
-from quantdesk.core.download_queue import DownloadQueue  # noqa: E402
-from quantdesk.core.downloader import partial_path  # noqa: E402
-from quantdesk.core.hub import list_repo_ggufs  # noqa: E402
-from quantdesk.core.library import Library, sha256_file  # noqa: E402
-from quantdesk.core.paths import models_dir  # noqa: E402
+from quantdesk.base.settings import models_dir  # noqa: E402
+from quantdesk.hub.client import list_repo_ggufs  # noqa: E402
+from quantdesk.library.download import partial_path  # noqa: E402
+from quantdesk.library.index import Library, sha256_file  # noqa: E402
+from quantdesk.library.queue import DownloadQueue  # noqa: E402
 from tests.support import gguf_factory as factory  # noqa: E402
 from tests.support.fake_hub import FakeHub  # noqa: E402
 

@@ -18,8 +18,8 @@ os.environ.update(QUANTDESK_HOME=str(WORK / "home"), QT_QPA_PLATFORM="offscreen"
 
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from quantdesk.core.hardware import resolve_hardware  # noqa: E402
 from quantdesk.gui.app import MainWindow  # noqa: E402
+from quantdesk.hardware.detect import resolve_hardware  # noqa: E402
 from tests.support import gguf_factory as factory  # noqa: E402
 
 SHAPE = factory.ModelShape(n_vocab=32000, n_embd=1024, n_layer=8, n_head=16, n_head_kv=4, n_ff=2816,

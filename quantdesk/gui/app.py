@@ -9,20 +9,20 @@ from collections.abc import Callable, Iterator, Mapping
 
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QApplication, QHBoxLayout, QListWidget, QMainWindow, QStackedWidget, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import QApplication, QHBoxLayout, QListWidget, QMainWindow, QStackedWidget, QVBoxLayout, QWidget
 
 from quantdesk import __version__
-from quantdesk.core.hardware import Hardware, resolve_hardware
-from quantdesk.core.settings import load_settings
+from quantdesk.base.settings import load_settings
 from quantdesk.gui.context import AppContext
-from quantdesk.gui.error_bridge import ErrorBanner
+from quantdesk.gui.errors import ErrorBanner
 from quantdesk.gui.preload import start_preload
 from quantdesk.gui.theme import apply_theme
+from quantdesk.hardware.detect import resolve_hardware
+from quantdesk.hardware.machine import Hardware
 
 
 def _hardware_page(ctx: AppContext) -> QWidget:
-    from quantdesk.gui.hardware_page import HardwarePage
+    from quantdesk.gui.pages.hardware import HardwarePage
 
     page = HardwarePage(context=ctx)
     page.show_hardware(ctx.hardware)
@@ -31,25 +31,25 @@ def _hardware_page(ctx: AppContext) -> QWidget:
 
 
 def _discover_page(ctx: AppContext) -> QWidget:
-    from quantdesk.gui.discover_page import DiscoverPage
+    from quantdesk.gui.pages.discover import DiscoverPage
 
     return DiscoverPage(ctx)
 
 
 def _downloads_page(ctx: AppContext) -> QWidget:
-    from quantdesk.gui.downloads_page import DownloadsPage
+    from quantdesk.gui.pages.downloads import DownloadsPage
 
     return DownloadsPage(ctx)
 
 
 def _library_page(ctx: AppContext) -> QWidget:
-    from quantdesk.gui.library_page import LibraryPage
+    from quantdesk.gui.pages.library import LibraryPage
 
     return LibraryPage(ctx)
 
 
 def _chat_page(ctx: AppContext) -> QWidget:
-    from quantdesk.gui.chat_page import ChatPage
+    from quantdesk.gui.pages.chat.page import ChatPage
 
     page = ChatPage(ctx.hardware, errors=ctx.errors)
     ctx.register_model_user("Chat", page.models_in_use, page.release_model)
@@ -57,7 +57,7 @@ def _chat_page(ctx: AppContext) -> QWidget:
 
 
 def _quantize_page(ctx: AppContext) -> QWidget:
-    from quantdesk.gui.quantize_page import QuantizePage
+    from quantdesk.gui.pages.quantize import QuantizePage
 
     page = QuantizePage(ctx)
     ctx.register_model_user("Quantize", page.models_in_use, doing="a quantize job")  # it cannot let go
@@ -65,7 +65,7 @@ def _quantize_page(ctx: AppContext) -> QWidget:
 
 
 def _settings_page(ctx: AppContext) -> QWidget:
-    from quantdesk.gui.settings_page import SettingsPage
+    from quantdesk.gui.pages.settings import SettingsPage
 
     return SettingsPage(ctx)
 
@@ -326,7 +326,7 @@ def _identify(app: QApplication) -> None:
 
     from PySide6.QtGui import QIcon
 
-    from quantdesk.core.paths import resources_dir
+    from quantdesk.base.paths import resources_dir
 
     try:
         meta = json.loads((resources_dir() / "metadata.json").read_text(encoding="utf-8"))

@@ -6,16 +6,15 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
-from quantdesk.core.discover import download_entry, installed
-from quantdesk.core.download_failure import explain_failure
-from quantdesk.core.download_queue import DownloadJob
-from quantdesk.core.hub import RepoGGUF
-from quantdesk.core.library import LibraryModel
-from quantdesk.core.plan_service import Plan
-from quantdesk.core.units import fmt_bytes
+from quantdesk.base.units import fmt_bytes
 from quantdesk.gui.context import AppContext
-from quantdesk.gui.latest import Latest
-
+from quantdesk.gui.tasks import TaskSlot
+from quantdesk.hub.client import RepoGGUF
+from quantdesk.library.failure import explain_failure
+from quantdesk.library.index import LibraryModel
+from quantdesk.library.queue import DownloadJob
+from quantdesk.planning.discover import download_entry, installed
+from quantdesk.planning.plan import Plan
 
 BUSY, NO_BAR = -1, -2  # progress "percent" values: working with no figure yet; over (text only)
 
@@ -46,7 +45,7 @@ class BestFitDownload(QObject):
         super().__init__(parent)
         self.context = context
         self.job_id: int | None = None
-        self._lookup = Latest(self)
+        self._lookup = TaskSlot(self)
         self._connected = False
         self._planned = (4096, "f16")  # (ctx, kv_type) the pick was planned at: Chat loads it so
 

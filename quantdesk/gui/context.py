@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, QSettings, Signal
 
-from quantdesk.core.hardware import Hardware
-from quantdesk.core.library import Library
-from quantdesk.core.paths import data_dir
-from quantdesk.core.settings import load_settings
-from quantdesk.gui.error_bridge import ErrorBridge
+from quantdesk.base.paths import data_dir
+from quantdesk.base.settings import load_settings
+from quantdesk.gui.errors import ErrorBridge
+from quantdesk.hardware.machine import Hardware
+from quantdesk.library.index import Library
 
 log = logging.getLogger("quantdesk.gui")
 
@@ -96,22 +96,18 @@ class AppContext(QObject):
         """Bring the offline catalog up to date when the hub answers and the last refresh is old;
         silent when offline (the bundled data still works). ``QUANTDESK_NO_AUTO_REFRESH=1`` turns it off."""
         import os
-        import threading
 
-        from quantdesk.core.catalog_refresh import refresh_catalog, refresh_due
+        from quantdesk.catalog.refresh import refresh_catalog, refresh_due
+        from quantdesk.gui.tasks import run_task
 
         if os.environ.get("QUANTDESK_NO_AUTO_REFRESH") == "1" or not refresh_due():
             return False
 
-        def work() -> None:
-            try:
-                result = refresh_catalog()
-            except Exception as exc:  # noqa: BLE001 - offline is normal; the catalog stays as it is
-                log.info("catalog refresh skipped: %s", exc)
-                return
-            self.catalog_refreshed.emit(result)  # queued to the GUI thread
+        def skipped(exc: Exception) -> None:  # offline is normal: the catalog stays as it is
+            log.info("catalog refresh skipped: %s", exc)
 
-        threading.Thread(target=work, name="catalog-refresh", daemon=True).start()
+        # a thread of its own: ~70 hub listings must not hold the pool that plans and searches use
+        run_task(lambda _: refresh_catalog(), self.catalog_refreshed.emit, skipped, owner=self, where="own")
         return True
 
     def set_hardware(self, hardware: Hardware) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
-from quantdesk.core.download_queue import DownloadJob, DownloadQueue
-from quantdesk.core.hub import RepoGGUF
-from quantdesk.core.settings import load_settings
+from quantdesk.base.settings import load_settings
+from quantdesk.hub.client import RepoGGUF
+from quantdesk.library.queue import DownloadJob, DownloadQueue
 
 
 class QtDownloadQueue(QObject):

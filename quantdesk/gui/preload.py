@@ -18,10 +18,10 @@ log = logging.getLogger("quantdesk.gui")
 
 MODULES = (
     "numpy", "gguf",
-    "quantdesk.core.planner", "quantdesk.core.plan_service", "quantdesk.core.discover",
-    "quantdesk.core.quantize_preflight", "quantdesk.core.quantize_job", "quantdesk.core.quant_eval",
-    "quantdesk.core.chat_template", "quantdesk.core.chat_session", "quantdesk.core.chat_store",
-    "quantdesk.core.tokens", "quantdesk.core.hub", "huggingface_hub", "keyring",
+    "quantdesk.planning.fit", "quantdesk.planning.plan", "quantdesk.planning.discover",
+    "quantdesk.planning.quantize_cost", "quantdesk.quantize.job", "quantdesk.quantize.evaluate",
+    "quantdesk.chat.template", "quantdesk.chat.session", "quantdesk.chat.store",
+    "quantdesk.hub.credentials", "quantdesk.hub.client", "huggingface_hub", "keyring",
 )
 
 
@@ -36,8 +36,11 @@ def _import_all(modules: tuple[str, ...]) -> None:
 def _prepare_databases() -> None:
     """The data folder's SQLite files, created (first run: an fsync each, which waits behind any
     other writing on the disk — measured 0.7 s) and held open here rather than on the GUI thread."""
-    from quantdesk.core import chat_store, download_queue, library, sqlite_db
-    from quantdesk.core.paths import data_dir
+    from quantdesk.base import sqlite_db
+    from quantdesk.base.paths import data_dir
+    from quantdesk.chat import store as chat_store
+    from quantdesk.library import index as library
+    from quantdesk.library import queue as download_queue
 
     for name, schema in (("downloads.db", download_queue.SCHEMA), ("library.db", library.SCHEMA),
                          ("chats.db", chat_store.SCHEMA)):

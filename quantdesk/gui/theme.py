@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication, QStyleFactory
 
-from quantdesk.core.settings import THEMES
+from quantdesk.base.settings import THEMES
 
 LABELS = {"system": "Follow the system", "light": "Light", "dark": "Dark"}
 _platform_style: str | None = None  # the style the app started with, restored for "system"

@@ -10,8 +10,17 @@ from html import unescape
 
 from PySide6 import QtGui
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, Qt
-from PySide6.QtWidgets import (QAbstractButton, QAbstractItemView, QComboBox, QGroupBox, QLabel, QLineEdit,
-                               QProgressBar, QTextEdit, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractButton,
+    QAbstractItemView,
+    QComboBox,
+    QGroupBox,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QTextEdit,
+    QWidget,
+)
 
 _TAG = re.compile(r"<[^>]+>")
 _BREAK = re.compile(r"<br\s*/?>|</p>|</div>|</li>|</tr>|</h\d>", re.IGNORECASE)

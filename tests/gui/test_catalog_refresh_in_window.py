@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from quantdesk.core.catalog import load_catalog
-from quantdesk.core.hardware import load_hardware_spec
+from quantdesk.catalog.offline import load_catalog
+from quantdesk.hardware.machine import load_hardware_spec
 from tests.conftest import CATALOG_REPO as REPO
 
 

@@ -16,11 +16,11 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QGuiApplication, QTextCursor, QTextDocument
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 
-from quantdesk.core.chat_store import ChatStore
-from quantdesk.core.hardware import resolve_hardware
-from quantdesk.core.sampling import Sampling
+from quantdesk.chat.sampling import Sampling
+from quantdesk.chat.store import ChatStore
 from quantdesk.gui.app import MainWindow
-from quantdesk.gui.chat_page import ChatPage
+from quantdesk.gui.pages.chat.page import ChatPage
+from quantdesk.hardware.detect import resolve_hardware
 
 # Random weights emit noise; ban the raw-byte tokens (a lone UTF-8 lead byte makes llama-cpp-python hold the
 # stream back) and generate to max_tokens (see tests/core/test_chat_session.py).
@@ -224,7 +224,7 @@ def test_loading_can_be_cancelled_and_errors_are_sentences(qtbot, page, tiny_mod
     done = page._load_done
     qtbot.waitUntil(done.is_set, timeout=LOAD_TIMEOUT)
     children = [c for c in psutil.Process().children(recursive=True)
-                if "quantdesk.core.engine_child" in " ".join(c.cmdline())]
+                if "quantdesk.chat.engine_child" in " ".join(c.cmdline())]
     assert all(_gone(c.pid) for c in children), "a cancelled load left its model process running"
     assert page.engine is None
     bad = tmp_path / "broken.gguf"
@@ -255,7 +255,7 @@ def test_template_fallback_is_in_the_report_and_a_notice_line_in_the_pane(qtbot,
 
 def test_the_picker_lists_the_library_and_the_window_remembers_the_last_model(qtbot, hardware, tiny_model,
                                                                              small_model):
-    from quantdesk.core.library import Library
+    from quantdesk.library.index import Library
 
     Library().import_file(small_model)
     window = MainWindow(hardware)

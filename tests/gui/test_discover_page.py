@@ -9,10 +9,11 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QComboBox, QLineEdit, QPushButton, QSlider
 
-from quantdesk.core.hardware import load_hardware_spec, resolve_hardware
-from quantdesk.core.sampling import Sampling
-from quantdesk.gui import discover_page
+from quantdesk.chat.sampling import Sampling
 from quantdesk.gui.app import MainWindow
+from quantdesk.gui.pages import discover as discover_page
+from quantdesk.hardware.detect import resolve_hardware
+from quantdesk.hardware.machine import load_hardware_spec
 from tests.support import gguf_factory as factory
 
 UNREACHABLE = "http://127.0.0.1:9"  # nothing listens there

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from quantdesk.core.download_queue import DownloadQueue
-from quantdesk.core.downloader import partial_path
-from quantdesk.core.hardware import load_hardware_spec
-from quantdesk.core.hub import list_repo_ggufs
-from quantdesk.core.library import Library, sha256_file
 from quantdesk.gui.app import PAGES, MainWindow
 from quantdesk.gui.context import AppContext
-from quantdesk.gui.downloads_page import DownloadsPage
-from quantdesk.gui.library_model import VERIFIED
+from quantdesk.gui.pages.downloads import DownloadsPage
+from quantdesk.gui.widgets.library_model import VERIFIED
+from quantdesk.hardware.machine import load_hardware_spec
+from quantdesk.hub.client import list_repo_ggufs
+from quantdesk.library.download import partial_path
+from quantdesk.library.index import Library, sha256_file
+from quantdesk.library.queue import DownloadQueue
 from tests.support import gguf_factory as factory
 
 REPO = "someorg/Page-Test-GGUF"

@@ -10,12 +10,12 @@ from PySide6.QtCore import QMimeData, QObject, QPointF, Qt, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from quantdesk.core.hardware import load_hardware_spec
-from quantdesk.core.library import Library
-from quantdesk.core.paths import models_dir
+from quantdesk.base.settings import models_dir
 from quantdesk.gui.context import AppContext
-from quantdesk.gui.library_model import SOURCE, VERIFIED
-from quantdesk.gui.library_page import LibraryPage
+from quantdesk.gui.pages.library import LibraryPage
+from quantdesk.gui.widgets.library_model import SOURCE, VERIFIED
+from quantdesk.hardware.machine import load_hardware_spec
+from quantdesk.library.index import Library
 
 TIMEOUT = 60_000
 

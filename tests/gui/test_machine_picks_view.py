@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QLabel, QPushButton
 
-from quantdesk.core.hardware import load_hardware_spec
 from quantdesk.gui.app import MainWindow
+from quantdesk.hardware.machine import load_hardware_spec
 
 
 def _pick_buttons(page) -> list[QPushButton]:
@@ -28,7 +28,7 @@ def test_picks_follow_the_machine_and_open_in_discover(qtbot, monkeypatch):
     qtbot.waitUntil(lambda: not page.picks_box.busy and [p.repo for p in page.picks_box.picks] != eight_gb,
                     timeout=20_000)
     first = page.picks_box.picks[0]
-    from quantdesk.core.catalog import load_catalog
+    from quantdesk.catalog.offline import load_catalog
 
     assert load_catalog().find(first.repo).params > 20e9  # 24 GB holds a ~30B model at Q4
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 from PySide6.QtWidgets import QLabel, QProgressBar
 
-from quantdesk.core.hardware import load_hardware_spec
 from quantdesk.gui.app import PAGES, MainWindow
+from quantdesk.hardware.machine import load_hardware_spec
 
 
 def test_hardware_page_shows_the_gpu_and_ram(qtbot):
@@ -109,7 +109,7 @@ def test_the_window_survives_a_crashed_model_process_and_its_banner_reloads_it(q
     import os
     import signal
 
-    from quantdesk.core.hardware import resolve_hardware
+    from quantdesk.hardware.detect import resolve_hardware
 
     window = MainWindow(resolve_hardware())
     qtbot.addWidget(window)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from quantdesk.core.catalog import plan_catalog_repo
-from quantdesk.core.hardware import load_hardware_spec
-from quantdesk.core.planner import Budget
-from quantdesk.gui.memory_chart import MemoryChart, ticks
+from quantdesk.gui.widgets.memory_chart import MemoryChart, ticks
+from quantdesk.hardware.machine import load_hardware_spec
+from quantdesk.planning.fit import Budget
+from quantdesk.planning.plan import plan_catalog_repo
 
 REPO = "unsloth/DeepSeek-R1-Distill-Llama-8B-GGUF"  # eight quants in the bundled catalog, F16 to Q2_K
 

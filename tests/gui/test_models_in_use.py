@@ -8,11 +8,10 @@ import shutil
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
-from quantdesk.core.hardware import load_hardware_spec
-from quantdesk.core.library import Library, sha256_file
-from quantdesk.core.paths import models_dir
-from quantdesk.core.settings import Settings, load_settings, save_settings
+from quantdesk.base.settings import Settings, load_settings, models_dir, save_settings
 from quantdesk.gui.app import MainWindow
+from quantdesk.hardware.machine import load_hardware_spec
+from quantdesk.library.index import Library, sha256_file
 
 TIMEOUT = 120_000
 

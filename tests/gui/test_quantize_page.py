@@ -7,13 +7,13 @@ import os
 import pytest
 from PySide6.QtCore import Qt
 
-from quantdesk.core.hardware import load_hardware_spec
-from quantdesk.core.library import Library
-from quantdesk.core.quantize import partial_path
-from quantdesk.core.settings import Settings, save_settings
+from quantdesk.base.settings import Settings, save_settings
 from quantdesk.gui.app import MainWindow
 from quantdesk.gui.context import AppContext
-from quantdesk.gui.quantize_page import QuantizePage
+from quantdesk.gui.pages.quantize import QuantizePage
+from quantdesk.hardware.machine import load_hardware_spec
+from quantdesk.library.index import Library
+from quantdesk.quantize.quantizer import partial_path
 from tests.support import gguf_factory as factory
 
 

@@ -7,16 +7,15 @@ import shutil
 import pytest
 from PySide6.QtWidgets import QApplication, QWidget
 
-from quantdesk.core.engine import plan_load
-from quantdesk.core.hardware import load_hardware_spec
-from quantdesk.core.library import Library, sha256_file
-from quantdesk.core.paths import models_dir
-from quantdesk.core.settings import Settings, load_settings, save_settings, settings_path
-from quantdesk.core.tokens import hub_token
+from quantdesk.base.settings import Settings, load_settings, models_dir, save_settings, settings_path
+from quantdesk.chat.engine import plan_load
 from quantdesk.gui.app import run_app
 from quantdesk.gui.context import AppContext
-from quantdesk.gui.settings_page import SettingsPage
+from quantdesk.gui.pages.settings import SettingsPage
 from quantdesk.gui.theme import apply_theme, is_dark
+from quantdesk.hardware.machine import load_hardware_spec
+from quantdesk.hub.credentials import hub_token
+from quantdesk.library.index import Library, sha256_file
 
 TOKEN = "hf_secretsecretsecret0123"
 

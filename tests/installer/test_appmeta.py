@@ -126,7 +126,7 @@ def test_the_inno_script_uses_exactly_the_defines_build_py_passes(tmp_path):
 
 
 def test_windows_executable_names_agree_across_spec_script_and_child_launcher():
-    from quantdesk.core.child_process import WINDOWS_CONSOLE_EXE
+    from quantdesk.base.child_process import WINDOWS_CONSOLE_EXE
 
     meta = appmeta.load()
     spec = (INSTALLER / "quantdesk.spec").read_text(encoding="utf-8")

@@ -240,7 +240,7 @@ def header_only_bytes(tmp_dir: str | os.PathLike, shape: ModelShape, quant: str)
     """
     path = write_header_only(Path(tmp_dir) / f"{shape.name}-{quant}.gguf", shape, quant)
     full = path.stat().st_size
-    from quantdesk.core.gguf_reader import read_header
+    from quantdesk.gguf.reader import read_header
 
     header = read_header(path).header_size
     with path.open("rb") as fh:  # enough for the reader's geometric growth (x4) past the header

@@ -1,0 +1,37 @@
+"""The file where hub refreshes of the offline catalog are remembered (``<data>/catalog-refresh.json``).
+
+Its own module so that reading the catalog (``offline``) and writing refreshes (``refresh``) share it
+without importing each other.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from quantdesk.base.files import write_json_atomic
+from quantdesk.base.paths import data_dir
+
+
+def refresh_path() -> Path:
+    return data_dir() / "catalog-refresh.json"
+
+
+def now_stamp() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def read_refresh() -> dict[str, Any]:
+    """The remembered hub data: ``{"refreshed_at", "endpoint", "repos": {repo: {...}}}``; empty if none."""
+    try:
+        data = json.loads(refresh_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) and isinstance(data.get("repos"), dict) else {}
+
+
+def write_refresh(data: dict[str, Any]) -> None:
+    """Replace the file whole: a crash mid-write leaves the previous one, never half of one."""
+    write_json_atomic(refresh_path(), data, indent=1, sort_keys=True)

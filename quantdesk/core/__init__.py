@@ -1,1 +1,0 @@
-"""Qt-free core of QuantDesk. Nothing in this package may import PySide6."""

@@ -1,0 +1,149 @@
+"""One plan on screen: the model's title with its publisher and where the figures come from, its
+quants as rows (size, fit badge, speed, quality loss), the memory chart, and the planner's notes."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from quantdesk.base.units import fmt_bytes
+from quantdesk.gui.widgets.discover_results import BADGE_COLORS
+from quantdesk.gui.widgets.memory_chart import MemoryChart
+from quantdesk.hub.client import publisher_kind
+from quantdesk.planning.fit import PlanOption
+from quantdesk.planning.plan import Plan, kind_of
+
+COLUMNS = ["", "Quant", "Size", "Fit here", "Speed", "Quality loss (KLD)"]
+FIT_COLUMN = 3
+# fit badge: (background, text)
+FIT_COLORS = {"full_gpu": ("#DFF2E1", "#1B5E20"), "partial": ("#FFF1CC", "#6D4C00"),
+              "cpu_only": ("#E6E9F7", "#283593"), "no_fit": ("#FBE3E3", "#B71C1C")}
+SOURCE_TAGS = {"hub": "planned from the files' own headers on the hub",
+               "catalog": "offline estimate from the bundled catalog's published shape",
+               "file": "local file"}
+
+
+def fit_badge(o: PlanOption) -> str:
+    return {"full_gpu": "full GPU", "partial": f"partial {o.gpu_layers} of {o.n_layers + 1}",
+            "cpu_only": "CPU only", "no_fit": "won't fit"}[o.verdict]
+
+
+def size_text(o: PlanOption) -> str:
+    """The file's size; ~ where the catalog listed none and it is estimated from the parameter count."""
+    estimated = bool(o.model and o.model.metadata.get("quantdesk.size_estimated"))
+    return ("~" if estimated else "") + fmt_bytes(o.size)
+
+
+def esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class PlanTitle(QLabel):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Pick a model on the left, or type what you are looking for above.", parent)
+        self.setWordWrap(True)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.setAccessibleName("Model")
+
+    def show_ref(self, ref: str, plan: Plan | None) -> None:
+        publisher = publisher_kind(ref) if kind_of(ref) == "repo" else None
+        pill = (f" <span style='background:{BADGE_COLORS[publisher]}; color:white'>"
+                f"&nbsp;{publisher.replace(' ', '&nbsp;')}&nbsp;</span>" if publisher else "")
+        source = f"<br><span style='color:#6b6b6b'>{SOURCE_TAGS[plan.source]}</span>" if plan else ""
+        self.setText(f"<span style='font-size:13pt; font-weight:600'>{esc(ref)}</span>{pill}{source}")
+        self.setAccessibleDescription(", ".join(x for x in (ref, publisher, SOURCE_TAGS[plan.source] if plan else "")
+                                                if x))
+
+
+class PlanView(QScrollArea):
+    """The quants at their natural height, one scrollbar for all of it when a repo has many."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setAccessibleName("Plan")
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 8)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.table.setAccessibleName("Quants")
+        self.table.setStyleSheet("QTableWidget::item:selected { background: #CFE2F7; color: black; }")
+        self.chart = MemoryChart()
+        self.table.currentCellChanged.connect(lambda row, *_: self.chart.set_selected(row))
+        self.chart.row_clicked.connect(self.table.selectRow)
+        self.notes = QLabel()
+        self.notes.setWordWrap(True)
+        self.notes.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.notes.setAccessibleName("Plan notes")
+        content = QWidget()
+        layout = QVBoxLayout(content)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.table)
+        layout.addWidget(self.chart)
+        layout.addWidget(self.notes)
+        layout.addStretch(1)
+        self.setWidget(content)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QScrollArea.Shape.NoFrame)
+        self._fit_table()
+
+    def show_plan(self, plan: Plan | None) -> None:
+        self.chart.set_plan(plan)
+        options = plan.options if plan else []
+        self.table.setRowCount(len(options))
+        for row, o in enumerate(options):
+            self._fill_row(row, o)
+        rec = plan.recommended if plan else None
+        if rec is not None:
+            self.table.selectRow(options.index(rec))
+        self._fit_table()
+        if plan is None:
+            self.notes.setText("")
+            return
+        text = esc(rec.reason) if rec else "<b>Nothing here runs on this machine at this context.</b>"
+        if rec and rec.max_ctx_full_gpu:
+            text += f" Largest context fully on the GPU: {rec.max_ctx_full_gpu:,} tokens."
+        self.notes.setText(text + "".join(f"<br>• {esc(n)}" for n in plan.notes))
+
+    def _fill_row(self, row: int, o: PlanOption) -> None:
+        cells = ["★" if o.recommended else "", o.quant, size_text(o), fit_badge(o),
+                 f"~{o.tokens_per_s:.1f} tok/s" if o.tokens_per_s else "–",
+                 f"{o.quality_loss:.4f}" if o.quality_loss is not None else "–"]
+        for col, text in enumerate(cells):
+            item = QTableWidgetItem(text)
+            item.setToolTip(f"{o.file}\n{o.reason}")
+            if col == FIT_COLUMN:
+                background, foreground = FIT_COLORS[o.verdict]
+                item.setBackground(QColor(background))
+                item.setForeground(QColor(foreground))
+                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+            if o.recommended:
+                font = item.font()
+                font.setBold(True)
+                item.setFont(font)
+            self.table.setItem(row, col, item)
+
+    def _fit_table(self) -> None:
+        rows = sum(self.table.rowHeight(r) for r in range(self.table.rowCount()))
+        header = self.table.horizontalHeader().sizeHint().height()
+        self.table.setFixedHeight(header + rows + 2 * self.table.frameWidth())
+
+    def cells(self, col: int) -> list[str]:
+        return [self.table.item(r, col).text() for r in range(self.table.rowCount())]

@@ -1,0 +1,140 @@
+"""The Hugging Face Hub as QuantDesk sees it: GGUF files per repo, grouped and labelled.
+
+All calls go through the real ``huggingface_hub`` client; the endpoint follows ``HF_ENDPOINT``
+at call time (tests and mirrors point it elsewhere), the token from ``credentials.hub_token``.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from quantdesk.base.errors import QuantDeskError
+from quantdesk.gguf.model_info import SPLIT_RE
+from quantdesk.gguf.quants import quant_from_filename
+from quantdesk.hub.credentials import hub_token
+from quantdesk.hub.endpoint import hub_endpoint
+from quantdesk.hub.errors import probe_hub, with_retries
+
+
+@dataclass(frozen=True)
+class RepoFilePart:
+    path: str
+    size: int
+    sha256: str | None
+
+
+@dataclass
+class RepoGGUF:
+    """One model file as a user sees it: a single .gguf or all parts of a split one."""
+
+    name: str
+    quant: str | None
+    parts: list[RepoFilePart] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return sum(p.size for p in self.parts)
+
+    @property
+    def first(self) -> str:
+        return self.parts[0].path
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "quant": self.quant, "size": self.size,
+                "parts": [{"path": p.path, "size": p.size, "sha256": p.sha256} for p in self.parts]}
+
+
+_SAFE_PART = re.compile(r"^[A-Za-z0-9._\-+=@ ()\[\],]+$")
+
+
+def check_repo_path(path: str) -> str:
+    """Refuse a repo file name that could escape the library folder."""
+    if (not path or "\\" in path or "\x00" in path or path.startswith(("/", "~")) or ":" in path
+            or posixpath.isabs(path)):
+        raise QuantDeskError(f"refusing unsafe file name from the hub: {path!r}")
+    for part in path.split("/"):
+        if part in ("", ".", "..") or not _SAFE_PART.match(part):
+            raise QuantDeskError(f"refusing unsafe file name from the hub: {path!r}")
+    return path
+
+
+def group_gguf_files(files: list[RepoFilePart]) -> list[RepoGGUF]:
+    """Group split parts into one entry per model file; skip non-GGUF files."""
+    groups: dict[str, RepoGGUF] = {}
+    for f in sorted(files, key=lambda f: f.path):
+        if not f.path.lower().endswith(".gguf"):
+            continue
+        match = SPLIT_RE.match(posixpath.basename(f.path))
+        key = posixpath.join(posixpath.dirname(f.path), match["base"]) if match else f.path
+        name = posixpath.basename(key if match else f.path)
+        groups.setdefault(key, RepoGGUF(name=name, quant=quant_from_filename(f.path))).parts.append(f)
+    return [g for g in groups.values() if not _incomplete_split(g)]
+
+
+def _incomplete_split(g: RepoGGUF) -> bool:
+    match = SPLIT_RE.match(posixpath.basename(g.first))
+    return bool(match) and len(g.parts) != int(match["count"])
+
+
+def _api():
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=hub_endpoint(), token=hub_token())
+
+
+def list_repo_ggufs(repo_id: str, revision: str | None = None) -> list[RepoGGUF]:
+    """Every GGUF model file of a repo with sizes and the LFS SHA-256 the hub publishes."""
+    info = with_retries(lambda: _api().model_info(repo_id, revision=revision, files_metadata=True), repo_id)
+    parts = []
+    for s in info.siblings or []:
+        lfs = s.lfs
+        sha = lfs.sha256 if lfs is not None else None
+        size = s.size if s.size is not None else (lfs.size if lfs is not None else 0)
+        parts.append(RepoFilePart(path=s.rfilename, size=int(size or 0), sha256=sha))
+    return group_gguf_files(parts)
+
+
+# Organisations whose files are the model's own or come from quantizers the community relies on;
+# shown as a badge so "download from verified sources" is visible rather than assumed.
+KNOWN_QUANTIZERS = frozenset({"bartowski", "unsloth", "lmstudio-community", "QuantFactory", "mradermacher",
+                              "TheBloke", "MaziyarPanahi", "ggml-org", "second-state", "NousResearch",
+                              "hugging-quants"})  # Hugging Face staff's own quantizations
+MODEL_ORGS = frozenset({"meta-llama", "Qwen", "google", "microsoft", "mistralai", "deepseek-ai", "ibm-granite",
+                        "allenai", "HuggingFaceTB", "tiiuae", "openai", "nvidia", "CohereForAI", "THUDM"})
+SORTS = {"downloads": "downloads", "likes": "likes", "recent": "lastModified", "trending": "trending_score"}
+
+
+def publisher_kind(repo_id: str) -> str | None:
+    owner = repo_id.split("/", 1)[0]
+    if owner in MODEL_ORGS:
+        return "model author"
+    if owner in KNOWN_QUANTIZERS:
+        return "known quantizer"
+    return None
+
+
+@dataclass
+class RepoSummary:
+    repo_id: str
+    downloads: int
+    likes: int
+    last_modified: str | None
+    publisher: str | None
+    gated: bool
+    params: int | None = None  # known for offline catalog rows; the hub's listing does not say
+
+    def to_json(self) -> dict[str, Any]:
+        return {"repo": self.repo_id, "downloads": self.downloads, "likes": self.likes,
+                "last_modified": self.last_modified, "publisher": self.publisher, "gated": self.gated}
+
+
+def search_gguf_repos(text: str, sort: str = "downloads", limit: int = 20) -> list[RepoSummary]:
+    probe_hub()
+    models = with_retries(lambda: list(_api().list_models(search=text or None, filter="gguf",
+                                                          sort=SORTS.get(sort, sort), limit=limit)), f"search '{text}'")
+    return [RepoSummary(m.id, int(m.downloads or 0), int(m.likes or 0),
+                        m.last_modified.isoformat() if getattr(m, "last_modified", None) else None,
+                        publisher_kind(m.id), bool(getattr(m, "gated", False))) for m in models]

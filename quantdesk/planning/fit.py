@@ -1,0 +1,247 @@
+"""The fit planner: for each quant file, where it runs on this machine, how fast, at what cost.
+
+For every option it finds the largest GPU layer count whose predicted VRAM fits the free VRAM
+(less a safety margin) while the rest fits in available RAM, then recommends one option: the
+best quality that runs fully on the GPU; else the best partial split that keeps a usable
+speed; else the best CPU fit. Every figure comes from ``memory_model``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from quantdesk.base.errors import QuantDeskError
+from quantdesk.gguf.model_info import ModelInfo
+from quantdesk.gguf.quants import quality, quality_rank
+from quantdesk.hardware.machine import Hardware
+from quantdesk.planning.memory_model import KV_TYPE_BYTES, KV_TYPE_IDS, Memory, RunSettings, placement_memory
+
+GiB = 1 << 30
+MiB = 1 << 20
+DEFAULT_CTX = 4096
+# Safety margins, stated: VRAM keeps max(256 MiB, 3% of the card) free for the desktop and
+# driver growth; RAM keeps max(512 MiB, 5% of total) for the OS and the app itself.
+VRAM_MARGIN_MIN, VRAM_MARGIN_FRACTION = 256 * MiB, 0.03
+RAM_MARGIN_MIN, RAM_MARGIN_FRACTION = 512 * MiB, 0.05
+# Below this generation speed a split is not worth recommending over a smaller quant.
+USABLE_TOKENS_PER_S = 5.0
+# Fraction of peak memory bandwidth token generation reaches (measured llama.cpp figures are
+# ~70-80% on GPUs; the CPU figure is calibrated by bench/plan_accuracy.py on this machine).
+GPU_BANDWIDTH_EFFICIENCY = 0.75
+CPU_BANDWIDTH_EFFICIENCY = 0.6
+DEFAULT_RAM_BANDWIDTH = 40e9
+# CPU generation is often compute-bound rather than memory-bound on few cores: measured here
+# (bench/plan_accuracy.py, AVX2, 2 cores) about 15 GFLOP/s per core for quantized matrix-vector work.
+CPU_FLOPS_PER_CORE = 15e9
+VERDICTS = ("full_gpu", "partial", "cpu_only", "no_fit")
+
+
+@dataclass
+class PlanOption:
+    file: str
+    quant: str
+    size: int
+    verdict: str
+    n_layers: int
+    gpu_layers: int
+    memory: Memory
+    max_ctx_full_gpu: int | None
+    tokens_per_s: float | None
+    quality_loss: float | None
+    load_args: dict[str, Any]
+    recommended: bool = False
+    reason: str = ""
+    model: ModelInfo | None = field(default=None, repr=False)
+
+    @property
+    def vram(self) -> int:
+        return self.memory.vram
+
+    @property
+    def ram(self) -> int:
+        return self.memory.ram
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file, "quant": self.quant, "size": self.size, "verdict": self.verdict,
+            "n_layers": self.n_layers, "gpu_layers": self.gpu_layers, "vram": self.vram, "ram": self.ram,
+            "kv_cache": self.memory.kv_cache, "max_ctx_full_gpu": self.max_ctx_full_gpu,
+            "tokens_per_s": None if self.tokens_per_s is None else round(self.tokens_per_s, 2),
+            "quality_loss": self.quality_loss, "recommended": self.recommended, "reason": self.reason,
+            "load_args": self.load_args, "memory": self.memory.to_json(),
+            "summary": self.summary(),
+        }
+
+    def summary(self) -> str:
+        if self.verdict == "full_gpu":
+            return "full GPU"
+        if self.verdict == "partial":
+            return f"partial ({self.gpu_layers} of {self.n_layers + 1} layers on GPU)"
+        return {"cpu_only": "CPU only", "no_fit": "does not fit"}[self.verdict]
+
+
+@dataclass
+class Budget:
+    vram: int
+    ram: int
+    vendor: str | None
+    unified: bool
+    gpu_bandwidth: float | None
+    ram_bandwidth: float
+    cpu_cores: int = 4
+
+    @classmethod
+    def of(cls, hw: Hardware) -> "Budget":
+        gpus = hw.usable_gpus
+        vram = sum(max(0, g.vram_free - max(VRAM_MARGIN_MIN, int(VRAM_MARGIN_FRACTION * g.vram_total))) for g in gpus)
+        ram = max(0, hw.ram_available - max(RAM_MARGIN_MIN, int(RAM_MARGIN_FRACTION * hw.ram_total)))
+        bandwidths = [g.bandwidth for g in gpus if g.bandwidth]
+        return cls(vram=vram, ram=ram, vendor=gpus[0].vendor if gpus else None,
+                   unified=any(g.unified_memory for g in gpus),
+                   gpu_bandwidth=float(min(bandwidths)) if bandwidths else (300e9 if gpus else None),
+                   ram_bandwidth=float(hw.ram_bandwidth or DEFAULT_RAM_BANDWIDTH), cpu_cores=hw.cpu.cores)
+
+    def fits(self, m: Memory) -> bool:
+        if self.unified:  # one pool: GPU buffers come out of the same RAM
+            return m.vram <= self.vram and m.vram + m.ram <= self.ram
+        return m.vram <= self.vram and m.ram <= self.ram
+
+
+def default_ctx(model: ModelInfo) -> int:
+    return min(DEFAULT_CTX, model.n_ctx_train) if model.n_ctx_train else DEFAULT_CTX
+
+
+def settings_for(model: ModelInfo, ctx: int | None, kv_type: str, repack: bool = True,
+                 n_threads: int | None = None) -> RunSettings:
+    if kv_type not in KV_TYPE_BYTES:
+        raise QuantDeskError(f"unknown KV cache type '{kv_type}'; use one of f16, q8_0, q4_0")
+    n_ctx = ctx or default_ctx(model)
+    return RunSettings(n_ctx=max(256, n_ctx), kv_type=kv_type, flash_attn=True, repack=repack,
+                       n_threads=n_threads)
+
+
+def load_args(s: RunSettings, gpu_layers: int) -> dict[str, Any]:
+    """The exact ``llama_cpp.Llama`` keyword arguments the figures hold for."""
+    return {"n_gpu_layers": gpu_layers, "n_ctx": s.n_ctx, "n_batch": s.n_batch, "n_ubatch": s.n_ubatch,
+            "flash_attn": s.flash_attn, "type_k": KV_TYPE_IDS[s.kv_type], "type_v": KV_TYPE_IDS[s.kv_type],
+            "use_mmap": True, "offload_kqv": True, "n_threads": s.n_threads}
+
+
+def best_gpu_layers(model: ModelInfo, s: RunSettings, budget: Budget) -> tuple[int, Memory] | None:
+    """Largest k in 0..n_layer+1 that fits, with its memory; None when even CPU-only does not."""
+    if budget.vendor is None:
+        m = placement_memory(model, s, 0)
+        return (0, m) if budget.fits(m) else None
+    for k in range(model.n_layer + 1, -1, -1):
+        m = placement_memory(model, s, k, budget.vendor)
+        if budget.fits(m):
+            return k, m
+    return None
+
+
+def max_ctx_full_gpu(model: ModelInfo, s: RunSettings, budget: Budget) -> int | None:
+    """The largest context (multiple of 256, up to the trained one) that still runs fully on the GPU."""
+    if budget.vendor is None:
+        return None
+    full = model.n_layer + 1
+
+    def fits(ctx: int) -> bool:
+        trial = dataclasses.replace(s, n_ctx=ctx)
+        return budget.fits(placement_memory(model, trial, full, budget.vendor))
+
+    lo, hi = 0, max(1, (model.n_ctx_train or 131072) // 256)
+    if not fits(256):
+        return None
+    lo = 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid * 256):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo * 256
+
+
+def tokens_per_second(model: ModelInfo, m: Memory, budget: Budget) -> float:
+    """Generation is memory-bound: every token reads the weights once (active experts only)."""
+    embd = model.tensor_bytes("token_embd.weight")
+    active = 1.0
+    if model.n_expert and model.n_expert_used:
+        active = model.n_expert_used / model.n_expert
+    cpu_bytes = max(0, m.weights_cpu - embd) * active + m.kv_cpu / 2
+    gpu_bytes = m.weights_gpu * active + m.kv_gpu / 2
+    cpu_params = sum(t.n_elements for t in model.tensors if t.name != "token_embd.weight") * active
+    cpu_params *= (max(0, m.weights_cpu - embd) / max(1, model.weight_bytes - embd))
+    seconds = max(cpu_bytes / (budget.ram_bandwidth * CPU_BANDWIDTH_EFFICIENCY),
+                  2 * cpu_params / (budget.cpu_cores * CPU_FLOPS_PER_CORE))
+    if gpu_bytes and budget.gpu_bandwidth:
+        seconds += gpu_bytes / (budget.gpu_bandwidth * GPU_BANDWIDTH_EFFICIENCY)
+    return 1.0 / seconds if seconds > 0 else 0.0
+
+
+def plan_model(model: ModelInfo, hw: Hardware, ctx: int | None = None, kv_type: str = "f16",
+               file: str | None = None) -> PlanOption:
+    budget = Budget.of(hw)
+    s = settings_for(model, ctx, kv_type, repack=budget.vendor is None and "AVX2" in hw.cpu.features,
+                     n_threads=hw.cpu.cores)
+    found = best_gpu_layers(model, s, budget)
+    n = model.n_layer
+    if found is None:
+        k, m, verdict = 0, placement_memory(model, s, 0), "no_fit"
+    else:
+        k, m = found
+        verdict = "full_gpu" if k == n + 1 else "partial" if k > 0 else "cpu_only"
+    q = quality(model.quant)
+    return PlanOption(
+        file=file or model.files[0], quant=model.quant or "unknown", size=model.file_size, verdict=verdict,
+        n_layers=n, gpu_layers=k, memory=m, max_ctx_full_gpu=max_ctx_full_gpu(model, s, budget),
+        tokens_per_s=None if verdict == "no_fit" else tokens_per_second(model, m, budget),
+        quality_loss=q.kld if q else None, load_args=load_args(s, k), model=model,
+    )
+
+
+def recommend(options: list[PlanOption], ctx: int) -> PlanOption | None:
+    """Mark the recommendation in place and give every option its one-sentence reason."""
+    def rank(o: PlanOption) -> float:
+        return quality_rank(o.quant, o.model.bits_per_weight if o.model else 16.0)
+
+    for o in options:
+        o.recommended = False
+        o.reason = _reason(o, ctx)
+    full = [o for o in options if o.verdict == "full_gpu"]
+    partial = [o for o in options if o.verdict == "partial" and (o.tokens_per_s or 0) >= USABLE_TOKENS_PER_S]
+    cpu = [o for o in options if o.verdict == "cpu_only"]
+    usable_cpu = [o for o in cpu if (o.tokens_per_s or 0) >= USABLE_TOKENS_PER_S]
+    if full:
+        pick = max(full, key=rank)
+        why = f"best quality that runs fully on the GPU at {ctx} tokens of context"
+    elif partial:
+        pick = max(partial, key=rank)
+        why = (f"no quant fits fully on the GPU at {ctx} tokens; this is the best quality whose split "
+               f"({pick.gpu_layers} of {pick.n_layers + 1} layers on GPU) still runs at ~{pick.tokens_per_s:.0f} tokens/s")
+    elif usable_cpu:
+        pick = max(usable_cpu, key=rank)
+        why = f"best quality that runs on the CPU at a usable ~{pick.tokens_per_s:.0f} tokens/s"
+    elif cpu or [o for o in options if o.verdict == "partial"]:
+        pool = cpu + [o for o in options if o.verdict == "partial"]
+        pick = max(pool, key=lambda o: o.tokens_per_s or 0)
+        why = f"nothing runs at a usable speed here; this is the fastest option (~{pick.tokens_per_s:.1f} tokens/s)"
+    else:
+        return None
+    pick.recommended = True
+    pick.reason = f"Recommended: {why}."
+    return pick
+
+
+def _reason(o: PlanOption, ctx: int) -> str:
+    gib = lambda b: f"{b / GiB:.1f} GiB"  # noqa: E731
+    if o.verdict == "full_gpu":
+        return f"Runs fully on the GPU: {gib(o.vram)} VRAM, {gib(o.ram)} RAM at {ctx} tokens."
+    if o.verdict == "partial":
+        return (f"{o.gpu_layers} of {o.n_layers + 1} layers fit on the GPU ({gib(o.vram)} VRAM); "
+                f"the rest runs on the CPU ({gib(o.ram)} RAM).")
+    if o.verdict == "cpu_only":
+        return f"Runs on the CPU only, needing {gib(o.ram)} RAM."
+    return f"Does not fit: needs {gib(o.ram)} RAM on the CPU alone, more than is available."

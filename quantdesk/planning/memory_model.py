@@ -1,0 +1,193 @@
+"""How much memory llama.cpp allocates for a model, where, at a given context and GPU split.
+
+Each figure follows what llama.cpp (as bundled with llama-cpp-python) really does; the facts and
+the measurements behind the constants are in docs/memory-model.md and ``bench/plan_accuracy.py``.
+Placement: with ``n_gpu_layers = k`` the last k repeating layers (and their KV cache) live on
+the GPU, the output head only when k > n_layer, ``token_embd`` always on the CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from gguf import GGMLQuantizationType as Q
+
+from quantdesk.gguf.model_info import ModelInfo, layer_of
+
+MiB = 1 << 20
+KV_TYPE_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q5_1": 24 / 32, "q5_0": 22 / 32,
+                 "q4_1": 20 / 32, "q4_0": 18 / 32, "iq4_nl": 18 / 32}
+# ggml type ids for llama_cpp's type_k / type_v
+KV_TYPE_IDS = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "iq4_nl": 20, "bf16": 30}
+KV_PAD = 256  # llama.cpp pads the KV cache to a multiple of 256 cells
+# Weight types that x86 CPU builds repack into an extra interleaved (anonymous) buffer; the mapped
+# file pages stay resident as well. Measured on this build: Q4_K tensors get a CPU_REPACK copy,
+# Q6_K/Q8_0/F16 do not; token_embd (used by get_rows) never does.
+REPACKED_TYPES_X86 = frozenset({Q.Q4_0, Q.Q4_K, Q.IQ4_NL})
+REPACK_ROW_MULTIPLE = 8
+# Resident memory of the process that hosts llama.cpp before any model is loaded: the Python
+# interpreter, numpy, llama-cpp-python and libllama with its CPU backend (measured: 49-57 MiB;
+# bench/plan_accuracy.py reports the measured figure alongside the prediction).
+PROCESS_BASE_RAM = 56 * MiB
+# What a GPU backend costs before any tensor: CUDA context, cuBLAS workspace and the pool.
+# Measured on an H100 with a CUDA build (docs/vram-h100.md): 598-615 MiB with quantized weights,
+# ~96 MiB more when float matrices are offloaded (cuBLAS on the float path); a bare CUDA context
+# alone is 518 MiB. Others are peers' reserves (Ollama: 457 MiB ROCm, 512 MiB Metal), unmeasured here.
+GPU_RUNTIME_OVERHEAD = {"nvidia": 600 * MiB, "amd": 600 * MiB, "apple": 512 * MiB, "intel": 512 * MiB, "other": 600 * MiB}
+GPU_FLOAT_MATMUL_EXTRA = 96 * MiB
+# Host memory a GPU build's process holds beyond the CPU-only base (driver and runtime libraries,
+# pinned staging): measured 330 MiB with quantized weights, 400 MiB with float weights on the GPU.
+GPU_HOST_OVERHEAD, GPU_HOST_FLOAT_EXTRA = 330 * MiB, 70 * MiB
+_FLOAT_TYPES = frozenset({Q.F32, Q.F16, Q.BF16})
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    n_ctx: int
+    kv_type: str = "f16"
+    flash_attn: bool = True
+    n_batch: int = 512
+    n_ubatch: int = 512
+    repack: bool = True  # x86 CPU weight repacking (llama.cpp's default on AVX2 CPU-only builds)
+    swa_full: bool = True  # llama.cpp's default: sliding-window layers keep a full-size cache
+    n_threads: int | None = None
+
+    @property
+    def n_ctx_padded(self) -> int:
+        return -(-self.n_ctx // KV_PAD) * KV_PAD
+
+
+@dataclass
+class Memory:
+    """Bytes by kind and device for one placement."""
+
+    weights_gpu: int = 0
+    weights_cpu: int = 0  # mapped file pages of tensors used on the CPU
+    repack_cpu: int = 0
+    kv_gpu: int = 0
+    kv_cpu: int = 0
+    compute_gpu: int = 0
+    compute_cpu: int = 0
+    overhead_gpu: int = 0
+    overhead_cpu: int = 0
+
+    @property
+    def vram(self) -> int:
+        return self.weights_gpu + self.kv_gpu + self.compute_gpu + self.overhead_gpu
+
+    @property
+    def ram(self) -> int:
+        return self.weights_cpu + self.repack_cpu + self.kv_cpu + self.compute_cpu + self.overhead_cpu
+
+    @property
+    def kv_cache(self) -> int:
+        return self.kv_gpu + self.kv_cpu
+
+    def to_json(self) -> dict[str, int]:
+        return asdict(self) | {"vram": self.vram, "ram": self.ram}
+
+
+def kv_cache_per_layer(model: ModelInfo, s: RunSettings) -> list[int]:
+    """KV bytes of each layer: cells x heads_kv x (head_dim_k x size_k + head_dim_v x size_v)."""
+    size = KV_TYPE_BYTES[s.kv_type]
+    full = s.n_ctx_padded
+    out = []
+    for layer in range(model.n_layer):
+        cells = full
+        if s.swa_full is False and model.swa_layers and model.swa_layers[layer] and model.sliding_window:
+            cells = min(full, -(-(model.sliding_window + s.n_ubatch) // KV_PAD) * KV_PAD)
+        out.append(int(cells * model.n_head_kv[layer] * (model.head_dim_k + model.head_dim_v) * size))
+    return out
+
+
+def compute_buffer(model: ModelInfo, s: RunSettings, with_logits: bool = True) -> int:
+    """The graph's scratch buffer, reserved for a full ``n_ubatch`` at the full context.
+
+    With flash attention: logits (4·ub·n_vocab) + the f16 mask (2·ub·n_ctx) + the FFN/residual
+    activations (4·ub·(n_ff + 1.5·n_embd)). Without it the f32 attention scores of all heads
+    (4·ub·n_ctx·n_head) take the logits' place once they are larger.
+    """
+    ub, ctx = min(s.n_ubatch, s.n_batch, s.n_ctx), s.n_ctx_padded
+    n_ff, n_head = max(model.n_ff), max(model.n_head)
+    if model.n_expert:
+        n_ff = n_ff * max(1, model.n_expert_used)
+    activations = 4 * ub * (n_ff + 1.5 * model.n_embd)
+    logits = 4 * ub * model.n_vocab if with_logits else 0
+    if s.flash_attn:
+        return int(logits + 2 * ub * ctx + activations)
+    scores = 4 * ub * ctx * n_head + 4 * ub * ctx
+    return int(max(logits, scores) + activations)
+
+
+def _repackable(t, s: RunSettings) -> bool:
+    return (s.repack and t.type_id in REPACKED_TYPES_X86 and t.name != "token_embd.weight"
+            and len(t.shape) == 2 and t.shape[1] % REPACK_ROW_MULTIPLE == 0)
+
+
+def gpu_blocks(n_layer: int, gpu_layers: int) -> tuple[int, bool]:
+    """(first block on the GPU, output head on the GPU) for ``n_gpu_layers = gpu_layers``.
+
+    llama.cpp counts the output head as layer n_layer and offloads from the top: k = 1 puts only
+    the head on the GPU, k = n_layer + 1 everything but token_embd.
+    """
+    k = max(0, min(gpu_layers, n_layer + 1))
+    return n_layer - max(0, k - 1), k >= 1
+
+
+def placement_memory(model: ModelInfo, s: RunSettings, gpu_layers: int, gpu_vendor: str | None = None) -> Memory:
+    """Memory for ``gpu_layers`` offloaded layers on a ``gpu_vendor`` build (None: CPU-only build).
+
+    RAM is the steady state while generating: the process base, the span of the file that stays
+    mapped for CPU tensors (llama.cpp unmaps only what lies outside the first and last CPU tensor),
+    repacked copies, and the CPU's KV and compute buffers.
+    """
+    n = model.n_layer
+    first_gpu, head_on_gpu = gpu_blocks(n, gpu_layers) if gpu_vendor else (n, False)
+    m = Memory(overhead_cpu=PROCESS_BASE_RAM)
+    span_lo, span_hi = None, 0
+    for t in model.tensors:
+        if _on_gpu(t.name, first_gpu, head_on_gpu):
+            m.weights_gpu += t.n_bytes
+        elif not gpu_vendor and _repackable(t, s):
+            m.repack_cpu += t.n_bytes  # the mapped pages stay resident as well (counted in the span)
+            m.weights_cpu += t.n_bytes
+        else:
+            m.weights_cpu += t.n_bytes
+            lo, hi = t.offset, t.offset + t.n_bytes
+            span_lo = lo if span_lo is None else min(span_lo, lo)
+            span_hi = max(span_hi, hi)
+    if gpu_vendor and span_lo is not None and len(model.files) == 1:
+        # offloaded tensors between the first and last CPU tensor stay mapped and resident
+        m.weights_cpu = max(m.weights_cpu, span_hi - span_lo)
+    kv = kv_cache_per_layer(model, s)
+    m.kv_gpu = sum(kv[first_gpu:]) if gpu_vendor else 0
+    m.kv_cpu = sum(kv) - m.kv_gpu
+    if not gpu_vendor:
+        m.compute_cpu = compute_buffer(model, s) + output_buffer(model)
+        return m
+    float_on_gpu = any(t.type_id in _FLOAT_TYPES and len(t.shape) == 2 and _on_gpu(t.name, first_gpu, head_on_gpu)
+                       for t in model.tensors)
+    m.overhead_gpu = GPU_RUNTIME_OVERHEAD.get(gpu_vendor, GPU_RUNTIME_OVERHEAD["other"])
+    m.overhead_gpu += GPU_FLOAT_MATMUL_EXTRA if float_on_gpu else 0
+    m.overhead_cpu += GPU_HOST_OVERHEAD + (GPU_HOST_FLOAT_EXTRA if float_on_gpu else 0)
+    # pinned host buffers: the output, the input embeddings, the attention mask at full context
+    m.compute_cpu = output_buffer(model) + int(4 * s.n_ubatch * model.n_embd * 2) + 2 * s.n_ubatch * s.n_ctx_padded
+    if head_on_gpu or first_gpu < n:
+        m.compute_gpu = compute_buffer(model, s, with_logits=head_on_gpu)
+        if first_gpu > 0:  # partial offload: the GPU graph also holds a CPU layer's K and V
+            m.compute_gpu += max(kv[:first_gpu])
+    else:
+        # nothing offloaded, yet prompt batches run on the GPU (weights copied in per op)
+        output = model.tensor_bytes("output.weight") or model.tensor_bytes("token_embd.weight")
+        m.compute_gpu = compute_buffer(model, s) + output + max(kv, default=0)
+    return m
+
+
+def _on_gpu(name: str, first_gpu: int, head_on_gpu: bool) -> bool:
+    layer = layer_of(name)
+    return layer >= first_gpu if layer is not None else (head_on_gpu and name != "token_embd.weight")
+
+
+def output_buffer(model: ModelInfo) -> int:
+    """Logits of the one output token llama-cpp-python asks for (zeroed, so resident)."""
+    return 4 * model.n_vocab

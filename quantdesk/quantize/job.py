@@ -1,0 +1,165 @@
+"""A quantize job from any source to a library entry and its quality report: what the CLI and the
+app both run.
+
+``check_job`` is the pre-flight for a source as the user typed it: a library model, a local file,
+or a hub repo (then from its remote header, nothing downloaded). ``run_job`` runs the job as one
+generator of typed events: download (repo), quantize, register in the library, evaluate.
+Cancel (a ``threading.Event``) or leaving the generator stops whichever step is running.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from quantdesk.base.errors import QuantDeskError
+from quantdesk.hardware.machine import Hardware
+from quantdesk.library.download import DownloadEvent
+from quantdesk.library.index import LibraryModel
+from quantdesk.planning.plan import REPO_ID_RE
+from quantdesk.planning.quantize_cost import Preflight
+from quantdesk.quantize.evaluate import DEFAULT_TOKENS, QualityReport, eval_problem, eval_ram_needed, evaluate
+from quantdesk.quantize.quantizer import (
+    QuantizeResult,
+    Started,
+    TensorProgress,
+    precheck_download,
+    preflight_download,
+    prepare,
+    quantize,
+)
+from quantdesk.quantize.source import (
+    QuantizeSource,
+    library_copy,
+    local_source,
+    pick_full_precision,
+    register_quantized,
+    repo_source,
+)
+
+
+@dataclass(frozen=True)
+class JobCheck:
+    """The pre-flight of a job, with where its input comes from."""
+
+    kind: str                 # "library" | "file" | "repo" (to be downloaded first)
+    label: str                # the input as a person knows it
+    preflight: Preflight
+    download_bytes: int = 0   # the full-precision file still to fetch
+    eval_ram: int | None = None  # RAM the quality evaluation needs, when asked for
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.problems)
+
+
+@dataclass(frozen=True)
+class SourceReady:
+    """The input is local now; ``downloaded_from`` names the repo when it came from the hub."""
+
+    source: QuantizeSource
+    downloaded_from: str | None
+
+
+@dataclass(frozen=True)
+class Registered:
+    model: LibraryModel
+    result: QuantizeResult
+
+
+@dataclass(frozen=True)
+class Evaluating:
+    tokens: int
+
+
+JobEvent = (SourceReady | DownloadEvent | Preflight | Started | TensorProgress | QuantizeResult | Registered
+            | Evaluating | QualityReport)
+
+
+def _not_a_source(spec: str) -> QuantDeskError:
+    return QuantDeskError(f"'{spec}' is not a file, a library model or a hub repo id (owner/name)")
+
+
+def check_job(spec: str, preset_name: str, output: str | Path | None = None, *, overwrite: bool = False,
+              evaluate_quality: bool = False, eval_tokens: int = DEFAULT_TOKENS, threads: int | None = None,
+              hardware: Hardware | None = None, revision: str | None = None) -> JobCheck:
+    """Everything knowable before the job starts; raises for an input or type that cannot be used at all."""
+    source = local_source(spec)
+    if source is None:
+        if not REPO_ID_RE.match(spec):
+            raise _not_a_source(spec)
+        from quantdesk.hub.client import list_repo_ggufs
+        from quantdesk.hub.remote_header import remote_model_info
+
+        entry = pick_full_precision(spec, list_repo_ggufs(spec, revision))
+        source = library_copy(spec, entry)
+        if source is None:
+            info = remote_model_info(spec, entry, revision)
+            check = preflight_download(info, preset_name, output, entry.size, threads=threads, hardware=hardware)
+            if check.output.exists() and not overwrite:
+                raise QuantDeskError(f"{check.output} already exists", "Choose another output file (-o), or replace "
+                                     "it (--force; on the Quantize page, “Replace the output file”).")
+            need = eval_ram_needed(info, eval_tokens) if evaluate_quality else None
+            return _verdict("repo", f"{spec}: {entry.name}", check, entry.size, need)
+    check = prepare(source.path, preset_name, output, threads=threads, hardware=hardware, overwrite=overwrite)[2]
+    need = eval_ram_needed(source.path, eval_tokens) if evaluate_quality else None
+    kind, label = ("library", source.library_name) if source.library_name else ("file", source.path.name)
+    return _verdict(kind, label, check, 0, need)
+
+
+def _verdict(kind: str, label: str, check: Preflight, download: int, eval_ram: int | None) -> JobCheck:
+    problems = list(check.problems)
+    if eval_ram is not None and (problem := eval_problem(eval_ram, check.ram_available)):
+        problems.append(problem)
+    return JobCheck(kind, label, check, download, eval_ram, problems)
+
+
+def run_job(spec: str, preset_name: str, output: str | Path | None = None, *, overwrite: bool = False,
+            evaluate_quality: bool = False, eval_tokens: int = DEFAULT_TOKENS, threads: int | None = None,
+            hardware: Hardware | None = None, revision: str | None = None,
+            cancel: threading.Event | None = None) -> Iterator[JobEvent]:
+    """Run the job; the events end with ``Registered`` (and a ``QualityReport`` when evaluating)."""
+    source = local_source(spec)
+    if source is None:
+        if not REPO_ID_RE.match(spec):
+            raise _not_a_source(spec)
+
+        def before_download(info, download_bytes: int) -> None:
+            precheck_download(info, preset_name, output, download_bytes, threads=threads, hardware=hardware)
+
+        for item in repo_source(spec, revision, cancel=cancel, before_download=before_download):
+            if isinstance(item, QuantizeSource):
+                source = item
+            else:
+                yield item
+        assert source is not None  # repo_source ends with the source or raises
+        yield SourceReady(source, spec)
+    else:
+        yield SourceReady(source, None)
+    result = None
+    job = quantize(source.path, preset_name, output, threads=threads, hardware=hardware, cancel=cancel,
+                   overwrite=overwrite)
+    try:
+        for event in job:
+            if isinstance(event, Preflight) and event.ok and evaluate_quality:
+                problem = eval_problem(eval_ram_needed(source.path, eval_tokens), event.ram_available)
+                if problem:
+                    raise QuantDeskError(problem)
+            if isinstance(event, QuantizeResult):
+                result = event
+            yield event
+    finally:
+        job.close()  # kills the child and removes the partial output unless the job finished
+    if result is None:  # pragma: no cover - quantize() either yields a result or raises
+        raise QuantDeskError("the quantizer ended without a result")
+    yield Registered(register_quantized(result.output, result.preset, source), result)
+    if evaluate_quality:
+        yield Evaluating(eval_tokens)
+        yield evaluate(source.path, result.output, n_tokens=eval_tokens, threads=threads, cancel=cancel)
