@@ -51,10 +51,10 @@ def _add_import(tree: Path, module: str, line: str) -> Path:
     ("quantdesk.base.units", "from PySide6.QtCore import QObject", "quantdesk.base is not allowed to import PySide6"),
     # a lower layer imports a higher one
     ("quantdesk.hub.client", "from quantdesk.planning.plan import plan_named",
-     "quantdesk.hub must not import quantdesk.planning"),
+     "quantdesk.hub is not allowed to import quantdesk.planning"),
     # siblings of one layer import each other
     ("quantdesk.library.index", "from quantdesk.catalog.offline import load_catalog",
-     "quantdesk.library must not import quantdesk.catalog"),
+     "quantdesk.library is not allowed to import quantdesk.catalog"),
 ])
 def test_the_contract_fails_on_a_forbidden_import(tree_copy, module, line, expected):
     path = _add_import(tree_copy, module, line)

@@ -41,15 +41,18 @@ def _gpu_layers(value: str) -> str | int:
 
 def start_engine(args: argparse.Namespace, *, host: str = "127.0.0.1", port: int = 0,
                  api_key: str | None = "random", quiet: bool = False):
-    from quantdesk.chat.engine import Engine, plan_load
+    from quantdesk.chat.load import start_model
     from quantdesk.hardware.detect import resolve_hardware
 
     path, name = resolve_model(args.model)
-    planned = plan_load(path, resolve_hardware(args.hardware), args.ctx, args.kv_type, args.gpu_layers, args.threads)
-    engine = Engine(path, planned.settings, host=host, port=port, api_key=api_key)
-    if not quiet:
-        print(f"Loading {name} ({planned.settings.n_ctx} tokens of context)…", file=sys.stderr)
-    report = engine.start()
+
+    def loading(planned) -> None:
+        if not quiet:
+            print(f"Loading {name} ({planned.settings.n_ctx} tokens of context)…", file=sys.stderr)
+
+    engine, planned = start_model(path, resolve_hardware(args.hardware), args.ctx, args.kv_type, args.gpu_layers,
+                                  args.threads, on_planned=loading, host=host, port=port, api_key=api_key)
+    report = engine.report
     if not quiet:
         print(f"Loaded in {report.load_s:.1f} s: {report.summary}; {fmt_bytes(report.ram)} RAM in use.",
               file=sys.stderr)

@@ -51,7 +51,7 @@ def _library_page(ctx: AppContext) -> QWidget:
 def _chat_page(ctx: AppContext) -> QWidget:
     from quantdesk.gui.pages.chat.page import ChatPage
 
-    page = ChatPage(ctx.hardware, errors=ctx.errors)
+    page = ChatPage(context=ctx)
     ctx.register_model_user("Chat", page.models_in_use, page.release_model)
     return page
 

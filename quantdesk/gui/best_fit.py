@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QW
 
 from quantdesk.base.units import fmt_bytes
 from quantdesk.gui.context import AppContext
-from quantdesk.gui.tasks import TaskSlot
+from quantdesk.gui.tasks import TaskControl, TaskSlot
 from quantdesk.hub.client import RepoGGUF
 from quantdesk.library.failure import explain_failure
 from quantdesk.library.index import LibraryModel
@@ -60,7 +60,7 @@ class BestFitDownload(QObject):
         repo = plan.model
         what = rec.quant if rec else "the best fit"
 
-        def lookup() -> tuple[RepoGGUF, LibraryModel | None]:
+        def lookup(_: TaskControl) -> tuple[RepoGGUF, LibraryModel | None]:
             entry = download_entry(plan)
             return entry, installed(repo, entry)
 
@@ -129,7 +129,7 @@ class BestFitDownload(QObject):
         elif job.state == "failed":
             job_id = job.id
             # the Downloads page words it the same; this Retry also finishes the one click (opens it in Chat)
-            failure = explain_failure(job.error or "", job.entry.name, job.repo)
+            failure = explain_failure(job.failure(), job.entry.name, job.repo)
             self.context.errors.report("Discover", failure.sentence, failure.next_step, action="Retry",
                                        callback=lambda: self.retry(job_id))
 

@@ -122,3 +122,13 @@ class ErrorBanner(QFrame):
 
 def _esc(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def inline_text(error: Exception) -> str:
+    """A failure as one line shown where it happened (a pre-flight verdict, a token test): the
+    core's own words and next step, or the exception's type for one it did not expect."""
+    from quantdesk.base.errors import QuantDeskError
+
+    if isinstance(error, QuantDeskError):
+        return f"{error} — {error.next_step}" if error.next_step else str(error)
+    return f"Unexpected error: {type(error).__name__}: {error}"

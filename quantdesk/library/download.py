@@ -24,6 +24,14 @@ from typing import Iterator
 from quantdesk.base.errors import QuantDeskError
 from quantdesk.base.file_lock import FileLock
 from quantdesk.base.settings import models_dir
+from quantdesk.library.failure import (
+    AccessDenied,
+    ChecksumMismatch,
+    DiskFilled,
+    GaveUp,
+    NotEnoughDisk,
+    NotOnHub,
+)
 from quantdesk.hub.client import RepoFilePart, RepoGGUF, check_repo_path
 from quantdesk.hub.credentials import hub_token
 from quantdesk.hub.endpoint import hub_endpoint
@@ -93,8 +101,9 @@ def check_disk(parts: list[RepoFilePart], repo_id: str) -> None:
     free = shutil.disk_usage(root).free
     margin = max(DISK_MARGIN_MIN, int(DISK_MARGIN_FRACTION * missing))
     if missing + margin > free:
-        raise QuantDeskError(f"not enough disk space in {root}: the download needs {missing / 2**30:.2f} GiB "
-                             f"(+{margin / 2**30:.2f} GiB margin) but only {free / 2**30:.2f} GiB is free")
+        raise NotEnoughDisk(f"not enough disk space in {root}: the download needs {missing / 2**30:.2f} GiB "
+                            f"(+{margin / 2**30:.2f} GiB margin) but only {free / 2**30:.2f} GiB is free",
+                            root=str(root), need=missing, margin=margin, free=free)
 
 
 def _size(path: Path) -> int:
@@ -157,9 +166,9 @@ def _hash_existing(path: Path, sha: "hashlib._Hash", cancel: threading.Event | N
     yield done
 
 
-def _disk_full(exc: OSError) -> QuantDeskError:
-    return QuantDeskError(f"the disk filled up during the download ({exc.strerror}); the partial file is kept "
-                          "to resume once space is freed")
+def _disk_full(exc: OSError) -> DiskFilled:
+    return DiskFilled(f"the disk filled up during the download ({exc.strerror}); the partial file is kept "
+                      "to resume once space is freed", filled=True)
 
 
 def download_part(repo_id: str, part: RepoFilePart, revision: str | None = None,
@@ -197,10 +206,11 @@ def download_part(repo_id: str, part: RepoFilePart, revision: str | None = None,
                 if status == 416:  # asked for bytes from `done` on: the hub's file is shorter than it says
                     raise _SizeMismatch(f"it refused bytes from {done:,} on")
                 if status in (401, 403):
-                    raise QuantDeskError(f"{repo_id}: access denied ({status}); the repo may be gated — "
-                                         "accept its terms on the hub and set a token (HF_TOKEN or Settings)")
+                    raise AccessDenied(f"{repo_id}: access denied ({status}); the repo may be gated — "
+                                       "accept its terms on the hub and set a token (HF_TOKEN or Settings)",
+                                       status=status)
                 if status == 404:
-                    raise QuantDeskError(f"{repo_id}/{part.path}: not found on the hub")
+                    raise NotOnHub(f"{repo_id}/{part.path}: not found on the hub")
                 if status >= 400:
                     raise QuantDeskError(f"{repo_id}/{part.path}: the hub answered {status}")
                 if done and status == 200:  # the server ignored Range: start over
@@ -258,18 +268,20 @@ def download_part(repo_id: str, part: RepoFilePart, revision: str | None = None,
     actual = sha.hexdigest()
     if done != part.size or actual != part.sha256.lower():
         part_file.unlink(missing_ok=True)
-        raise QuantDeskError(f"checksum mismatch for {part.path}: expected sha256 {part.sha256}, got {actual} "
-                             f"({done:,} of {part.size:,} bytes); the file was deleted and nothing was added "
-                             "to the library — try again, or pick another file")
+        raise ChecksumMismatch(f"checksum mismatch for {part.path}: expected sha256 {part.sha256}, got {actual} "
+                               f"({done:,} of {part.size:,} bytes); the file was deleted and nothing was added "
+                               "to the library — try again, or pick another file",
+                               file=part.path, expected=part.sha256, actual=actual, received=done, size=part.size)
 
 
-def _size_mismatch(part: RepoFilePart, part_file: Path, what: str) -> QuantDeskError:
+def _size_mismatch(part: RepoFilePart, part_file: Path, what: str) -> ChecksumMismatch:
     """The hub serves a file of another size than it lists: as final as a wrong hash (resuming cannot
     fix it), so the partial file goes and the message names the file, the size and the hash expected."""
     part_file.unlink(missing_ok=True)
-    return QuantDeskError(f"size mismatch for {part.path}: the hub lists {part.size:,} bytes (sha256 {part.sha256}) "
-                          f"but {what}; the partial file was deleted and nothing was added to the library — "
-                          "the repo may have changed: list its files again, or pick another file")
+    return ChecksumMismatch(f"size mismatch for {part.path}: the hub lists {part.size:,} bytes (sha256 "
+                            f"{part.sha256}) but {what}; the partial file was deleted and nothing was added to the "
+                            "library — the repo may have changed: list its files again, or pick another file",
+                            file=part.path, expected=part.sha256, size=part.size)
 
 
 class _SizeMismatch(Exception):
@@ -292,8 +304,8 @@ def _retry_after(response) -> float | None:
 def _backoff(attempt: int, part: RepoFilePart, wait: float | None, why: str) -> int:
     attempt += 1
     if attempt > MAX_ATTEMPTS:
-        raise QuantDeskError(f"{part.path}: giving up after {MAX_ATTEMPTS} tries ({why}); run the download "
-                             "again to resume where it stopped")
+        raise GaveUp(f"{part.path}: giving up after {MAX_ATTEMPTS} tries ({why}); run the download "
+                     "again to resume where it stopped", why=why)
     time.sleep(min(30.0, wait if wait is not None else 0.25 * 2 ** (attempt - 1)))
     return attempt
 

@@ -1,60 +1,133 @@
-"""Why a download failed, as a sentence and the next step, from the error the queue recorded.
+"""Why a download failed, as a kind with its facts — raised by the downloader, stored by the queue,
+turned into a sentence and the next step by :func:`explain_failure`.
 
-The queue keeps a failure as the downloader's own message (that is what the CLI prints); the app
-needs to tell a checksum mismatch from a full disk or a dead network to say what to do next.
-The patterns follow ``downloader``'s messages; anything else keeps its text and offers a retry.
+The kind and the facts (file, hashes, sizes, status) travel as data from the place that knows them;
+nothing downstream reads the downloader's English, so rewording a message loses no next step.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+from enum import Enum
+from typing import Any
 
-_CHECKSUM = re.compile(r"checksum mismatch for (?P<file>.+?): expected sha256 (?P<expected>\w+), got (?P<actual>\w+)")
-_NO_SPACE = re.compile(r"not enough disk space in (?P<root>.+?): the download needs (?P<need>[\d.]+) GiB "
-                       r"\(\+(?P<margin>[\d.]+) GiB margin\) but only (?P<free>[\d.]+) GiB is free")
-_DISK_FILLED = re.compile(r"the disk filled up during the download")
-_GAVE_UP = re.compile(r"giving up after \d+ tries \((?P<why>[^)]*)\)")
-_DENIED = re.compile(r"access denied \((?P<status>\d+)\)")
-_NOT_FOUND = re.compile(r"not found on the hub")
+from quantdesk.base.errors import QuantDeskError
+
+
+class FailureKind(str, Enum):
+    CHECKSUM = "checksum"   # bytes arrived but do not match the hub's SHA-256 (or size)
+    DISK = "disk"           # not enough free space before the start, or the disk filled up midway
+    NETWORK = "network"     # the connection kept failing: resumable
+    ACCESS = "access"       # 401/403: gated or private
+    MISSING = "missing"     # 404: the file is no longer on the hub
+    BUSY = "busy"           # another writer holds this model's files
+    OTHER = "other"
+
+
+class DownloadError(QuantDeskError):
+    """A download failure with its kind and facts (``details``), for the queue to store."""
+
+    kind: FailureKind = FailureKind.OTHER
+
+    def __init__(self, message: str, next_step: str | None = None, **details: Any) -> None:
+        super().__init__(message, next_step)
+        self.details = details
+
+
+class ChecksumMismatch(DownloadError):
+    kind = FailureKind.CHECKSUM       # details: file, expected, actual
+
+
+class NotEnoughDisk(DownloadError):
+    kind = FailureKind.DISK           # details: root, need, margin, free (bytes)
+
+
+class DiskFilled(DownloadError):
+    kind = FailureKind.DISK           # details: filled=True
+
+
+class GaveUp(DownloadError):
+    kind = FailureKind.NETWORK        # details: why
+
+
+class AccessDenied(DownloadError):
+    kind = FailureKind.ACCESS         # details: status
+
+
+class NotOnHub(DownloadError):
+    kind = FailureKind.MISSING
+
+
+@dataclass(frozen=True)
+class RecordedFailure:
+    """What the queue keeps of a failure: its kind, its facts and the message the CLI prints."""
+
+    kind: FailureKind
+    details: dict[str, Any]
+    text: str
+
+
+def record_failure(exc: BaseException) -> RecordedFailure:
+    if isinstance(exc, DownloadError):
+        return RecordedFailure(exc.kind, dict(exc.details), str(exc))
+    if isinstance(exc, QuantDeskError):
+        from quantdesk.base.file_lock import LockBusy
+
+        kind = FailureKind.BUSY if isinstance(exc, LockBusy) else FailureKind.OTHER
+        text = f"{exc} — {exc.next_step}" if exc.next_step else str(exc)
+        return RecordedFailure(kind, {}, text)
+    return RecordedFailure(FailureKind.OTHER, {}, f"unexpected error: {type(exc).__name__}: {exc}")
 
 
 @dataclass(frozen=True)
 class DownloadFailure:
-    kind: str        # checksum | disk | network | access | missing | other
+    kind: str        # a FailureKind value
     sentence: str
     next_step: str
 
 
-def explain_failure(error: str, file: str, repo: str) -> DownloadFailure:
-    """``error`` as recorded for the job; ``file`` and ``repo`` name the download in the sentence."""
-    if m := _CHECKSUM.search(error):
+def _gib(n: Any) -> float:
+    return float(n or 0) / 2**30
+
+
+def explain_failure(failure: RecordedFailure | BaseException, file: str, repo: str) -> DownloadFailure:
+    """The sentence and next step for ``failure``; ``file`` and ``repo`` name the download."""
+    if isinstance(failure, BaseException):
+        failure = record_failure(failure)
+    kind, d = FailureKind(failure.kind), failure.details
+    if kind is FailureKind.CHECKSUM and d.get("actual"):
         return DownloadFailure(
-            "checksum", f"Checksum mismatch for {file}: expected SHA-256 {m['expected']}, got {m['actual']}. "
+            kind.value, f"Checksum mismatch for {file}: expected SHA-256 {d['expected']}, got {d['actual']}. "
             "The damaged file was deleted and nothing was added to the library.",
             "Retry downloads it again; if it fails again, pick another file or publisher.")
-    if m := _NO_SPACE.search(error):
-        short = float(m["need"]) + float(m["margin"]) - float(m["free"])
+    if kind is FailureKind.CHECKSUM:
         return DownloadFailure(
-            "disk", f"Not enough disk space for {file}: it needs {m['need']} GiB plus {m['margin']} GiB to spare "
-            f"in {m['root']}, and {m['free']} GiB is free.",
-            f"Free {max(short, 0.01):.2f} GiB, or move the models folder to a bigger disk in Settings, then Retry.")
-    if _DISK_FILLED.search(error):
+            kind.value, f"The hub served {file} at another size than it lists; the partial file was deleted and "
+            "nothing was added to the library.", "The repo may have changed: plan it again on Discover, or pick "
+            "another file.")
+    if kind is FailureKind.DISK and "need" in d:
+        need, margin, free = _gib(d["need"]), _gib(d["margin"]), _gib(d["free"])
         return DownloadFailure(
-            "disk", f"The disk filled up while downloading {file}; what arrived is kept.",
+            kind.value, f"Not enough disk space for {file}: it needs {need:.2f} GiB plus {margin:.2f} GiB to spare "
+            f"in {d['root']}, and {free:.2f} GiB is free.",
+            f"Free {max(need + margin - free, 0.01):.2f} GiB, or move the models folder to a bigger disk in "
+            "Settings, then Retry.")
+    if kind is FailureKind.DISK:
+        return DownloadFailure(
+            kind.value, f"The disk filled up while downloading {file}; what arrived is kept.",
             "Free some space, or move the models folder to a bigger disk in Settings, then Retry: "
             "it resumes where it stopped.")
-    if m := _GAVE_UP.search(error):
+    if kind is FailureKind.NETWORK:
         return DownloadFailure(
-            "network", f"The connection to the hub kept failing while downloading {file} ({m['why']}).",
+            kind.value, f"The connection to the hub kept failing while downloading {file} ({d.get('why', '')}).",
             "Check the network connection, then Retry: it resumes where it stopped.")
-    if m := _DENIED.search(error):
+    if kind is FailureKind.ACCESS:
         return DownloadFailure(
-            "access", f"The hub refused access to {repo} ({m['status']}); the repository may be gated.",
+            kind.value, f"The hub refused access to {repo} ({d.get('status')}); the repository may be gated.",
             "Accept its terms on the hub and set a token (HF_TOKEN or Settings), then Retry.")
-    if _NOT_FOUND.search(error):
-        return DownloadFailure("missing", f"The file {file} is no longer on the hub ({repo}).",
+    if kind is FailureKind.MISSING:
+        return DownloadFailure(kind.value, f"The file {file} is no longer on the hub ({repo}).",
                                "Pick another file of the model on the Discover page.")
-    text = f"The download of {file} failed: {error.strip() or 'no reason was recorded'}"
-    return DownloadFailure("other", text if text.endswith((".", "!", "?")) else text + ".",
+    text = f"The download of {file} failed: {failure.text.strip() or 'no reason was recorded'}"
+    return DownloadFailure(kind.value, text if text.endswith((".", "!", "?")) else text + ".",
                            "Retry to try again; a partial file, if any, is kept and resumed.")

@@ -22,6 +22,7 @@ from quantdesk.base.errors import QuantDeskError
 from quantdesk.base.file_lock import FileLock, LockBusy
 from quantdesk.base.paths import data_dir
 from quantdesk.hub.client import RepoFilePart, RepoGGUF
+from quantdesk.library.failure import FailureKind, RecordedFailure, record_failure
 from quantdesk.library.download import Cancelled, DownloadEvent, download_model, lock_path, partial_path
 
 STATES = ("queued", "downloading", "verifying", "paused", "failed", "done", "cancelled")
@@ -35,12 +36,15 @@ CREATE TABLE IF NOT EXISTS downloads (
     state TEXT NOT NULL,
     done INTEGER NOT NULL DEFAULT 0,
     total INTEGER NOT NULL,
-    error TEXT,
+    error TEXT,                     -- the message the CLI prints
     model TEXT,                     -- the library name once done
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    failure_kind TEXT,              -- a FailureKind value when failed: what the window says to do
+    failure TEXT                    -- JSON of the failure's facts (file, hashes, sizes, status)
 );
 """
+COLUMNS_ADDED = (("failure_kind", "TEXT"), ("failure", "TEXT"))  # to tables made before they existed
 
 
 @dataclass
@@ -56,11 +60,20 @@ class DownloadJob:
     model: str | None
     speed: float = 0.0
     eta: float | None = None
+    failure_kind: str | None = None
+    failure_details: dict[str, Any] | None = None
+
+    def failure(self) -> RecordedFailure | None:
+        """Why it failed, as recorded (None unless failed)."""
+        if self.state != "failed":
+            return None
+        kind = self.failure_kind if self.failure_kind in FailureKind._value2member_map_ else FailureKind.OTHER
+        return RecordedFailure(FailureKind(kind), self.failure_details or {}, self.error or "")
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "repo": self.repo, "file": self.entry.name, "quant": self.entry.quant,
                 "state": self.state, "done": self.done, "total": self.total, "error": self.error,
-                "model": self.model, "speed": self.speed, "eta": self.eta}
+                "model": self.model, "speed": self.speed, "eta": self.eta, "failure_kind": self.failure_kind}
 
 
 def _entry_json(e: RepoGGUF) -> str:
@@ -93,6 +106,10 @@ class DownloadQueue:
         self.autostart = autostart
         with self._db() as db:
             db.executescript(SCHEMA)
+            have = {row["name"] for row in db.execute("PRAGMA table_info(downloads)")}
+            for column, kind in COLUMNS_ADDED:
+                if column not in have:
+                    db.execute(f"ALTER TABLE downloads ADD COLUMN {column} {kind}")
             rows = db.execute("SELECT id, repo, entry FROM downloads WHERE state IN ('downloading', 'verifying')")
             for row in rows.fetchall():
                 # a crash or quit mid-download: queue it again, the partial file resumes — unless another
@@ -148,8 +165,9 @@ class DownloadQueue:
 
     def _job(self, r: sqlite3.Row) -> DownloadJob:
         speed, eta = self._live.get(r["id"], (0.0, None))
+        details = json.loads(r["failure"]) if r["failure"] else None
         return DownloadJob(r["id"], r["repo"], r["revision"], _entry_from(r["entry"]), r["state"], r["done"],
-                           r["total"], r["error"], r["model"], speed, eta)
+                           r["total"], r["error"], r["model"], speed, eta, r["failure_kind"], details)
 
     # --- commands ----------------------------------------------------------------------------
     def add(self, repo: str, entry: RepoGGUF, revision: str | None = None) -> DownloadJob:
@@ -181,7 +199,7 @@ class DownloadQueue:
         job = self.get(job_id)
         if job.state not in ("paused", "failed", "cancelled"):
             return
-        self._set(job_id, state="queued", error=None)
+        self._set(job_id, state="queued", error=None, failure_kind=None, failure=None)
         if self.autostart:
             self._pump()
 
@@ -250,7 +268,7 @@ class DownloadQueue:
                     break
                 event = threading.Event()
                 self._cancels[job.id] = event
-                self._set(job.id, state="downloading", error=None)
+                self._set(job.id, state="downloading", error=None, failure_kind=None, failure=None)
                 thread = threading.Thread(target=self._run, args=(job.id, event), daemon=True,
                                           name=f"download-{job.id}")
                 self._threads[job.id] = thread
@@ -294,22 +312,25 @@ class DownloadQueue:
         except LockBusy as exc:
             # another writer has this file: a `quantdesk download`, a quantize job fetching its source, or
             # another process's queue (which overwrites this with its own progress on its next write)
-            self._set(job_id, state="failed", error=f"{exc} — {exc.next_step}" if exc.next_step else str(exc))
+            self._failed(job_id, exc)
         except Cancelled:
             why = self._why.pop(job_id, "paused")
             self._set(job_id, state=why)
             if why == "cancelled":
                 self._remove_partials(job)
-        except QuantDeskError as exc:
-            self._set(job_id, state="failed", error=str(exc))
         except Exception as exc:  # noqa: BLE001 - a worker never dies silently
-            self._set(job_id, state="failed", error=f"unexpected error: {type(exc).__name__}: {exc}")
+            self._failed(job_id, exc)
         finally:
             with self._lock:
                 self._threads.pop(job_id, None)
                 self._cancels.pop(job_id, None)
                 self._live.pop(job_id, None)
             self._pump()
+
+    def _failed(self, job_id: int, exc: Exception) -> None:
+        failure = record_failure(exc)
+        self._set(job_id, state="failed", error=failure.text, failure_kind=failure.kind.value,
+                  failure=json.dumps(failure.details))
 
     def _set(self, job_id: int, **fields: Any) -> None:
         if "state" in fields and fields["state"] not in STATES:

@@ -125,8 +125,8 @@ def plan_named(model: str, hw: Hardware, ctx: int | None = None, kv_type: str = 
     if kind == "file":
         return plan_local(path, hw, ctx, kv_type)  # says the file is missing, in its words
     if kind != "repo":
-        raise QuantDeskError(f"'{ref}' is neither a .gguf file, a model in the library nor a hub repo id "
-                             "(owner/name)", next_step="Search for it by name, or paste the repo id.")
+        raise QuantDeskError(f"'{ref}' is neither a .gguf file nor a hub repo id (owner/name), nor a model in the "
+                             "library", next_step="Search for it by name, or paste the repo id.")
     if not offline:
         try:
             return plan_repo(ref, hw, ctx, kv_type)

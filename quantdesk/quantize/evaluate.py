@@ -45,6 +45,10 @@ class QualityReport:
         return asdict(self)
 
 
+
+class EvaluationCancelled(QuantDeskError):
+    """The quality evaluation was stopped (the quantized model itself is kept)."""
+
 def sample_text() -> Path:
     return resources_dir() / "eval" / "sample.txt"
 
@@ -87,7 +91,7 @@ def evaluate(reference: str | Path, quantized: str | Path, *, n_tokens: int = DE
     try:
         while True:
             if cancel is not None and cancel.is_set():
-                raise QuantDeskError("the evaluation was cancelled")
+                raise EvaluationCancelled("the evaluation was cancelled")
             try:
                 out, err = proc.communicate(timeout=0.2)
                 break

@@ -390,3 +390,91 @@ def test_empty_store_shows_how_to_start_and_screenshot_verb_renders_the_page(qtb
                             capture_output=True, text=True, timeout=120, env=os.environ.copy())
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def _planner_spy(monkeypatch) -> list[tuple[object, object]]:
+    """Plan for real, record (hardware, plan), then stop the load before any model process starts."""
+    from quantdesk.base.errors import QuantDeskError
+    from quantdesk.chat import load
+
+    seen: list[tuple[object, object]] = []
+    real = load.plan_load
+
+    def spy(path, hw, *args, **kwargs):
+        seen.append((hw, real(path, hw, *args, **kwargs)))
+        raise QuantDeskError("stopped by the test")
+
+    monkeypatch.setattr(load, "plan_load", spy)
+    return seen
+
+
+def test_loads_are_planned_for_the_contexts_machine_as_it_is_now(qtbot, monkeypatch, llama8b_q4):
+    from quantdesk.gui.context import AppContext
+    from quantdesk.hardware.machine import load_hardware_spec
+
+    seen = _planner_spy(monkeypatch)
+    laptop, gpu = load_hardware_spec("cpu-16gb-laptop"), load_hardware_spec("nvidia-24gb")
+    context = AppContext(laptop)
+    page = ChatPage(context=context)
+    qtbot.addWidget(page)
+    assert page.hardware is laptop and page.errors is context.errors
+
+    def load() -> None:
+        page.hide_error()
+        page.load_model(str(llama8b_q4), 4096)
+        qtbot.waitUntil(lambda: not page.loading, timeout=LOAD_TIMEOUT)
+
+    load()
+    assert seen[-1][0] is laptop and seen[-1][1].planned_gpu_layers == 0
+    assert page.error_text.endswith(": stopped by the test.")  # a QuantDeskError with no next step: no guess added
+    context.set_hardware(gpu)  # a simulated machine (or a refreshed free-VRAM figure)
+    assert page.hardware is gpu
+    load()
+    assert seen[-1][0] is gpu and seen[-1][1].planned_gpu_layers == 33 and page.engine is None
+    page.shutdown()
+
+
+def test_the_window_chat_plans_for_the_machine_the_window_simulates(qtbot, monkeypatch, llama8b_q4):
+    from quantdesk.hardware.machine import load_hardware_spec
+
+    seen = _planner_spy(monkeypatch)
+    window = MainWindow(load_hardware_spec("cpu-16gb-laptop"))
+    qtbot.addWidget(window)
+    chat = window.chat_page
+    window.context.set_hardware(load_hardware_spec("nvidia-6gb"))
+    chat.load_model(str(llama8b_q4), 4096)
+    qtbot.waitUntil(lambda: bool(seen) and not chat.loading, timeout=LOAD_TIMEOUT)
+    hw, planned = seen[-1]
+    assert hw is window.context.hardware and planned.planned_gpu_layers == 30 and planned.notes
+    window.close()
+
+
+def test_a_failed_load_is_told_from_the_errors_type_not_its_words():
+    import errno
+
+    from quantdesk.base.errors import QuantDeskError
+    from quantdesk.chat.engine import EngineError
+    from quantdesk.gguf.reader import GGUFError
+    from quantdesk.gui.pages.chat.models import MISSING_FILE_STEP, load_failure_text
+
+    damaged = load_failure_text("m", GGUFError("header is corrupt: try reading it again"))
+    assert damaged.startswith("Could not load m: header is corrupt: try reading it again. ")
+    assert "download it again" in damaged  # the word "try" no longer hides the hint
+    gone = load_failure_text("m", FileNotFoundError(errno.ENOENT, "No such file or directory", "/x/m.gguf"))
+    assert gone == f"Could not load m: File not found: /x/m.gguf. {MISSING_FILE_STEP}"
+    died = load_failure_text("m", EngineError("the model process was killed (SIGKILL) while loading"))
+    assert "smaller quant" in died and "GGUF" not in died
+    told = load_failure_text("m", QuantDeskError("the model needs 9 GB", next_step="Close other programs."))
+    assert told == "Could not load m: the model needs 9 GB. Close other programs."
+    plain = load_failure_text("m", QuantDeskError("m does not fit at 4096 tokens: Try a smaller context."))
+    assert plain == "Could not load m: m does not fit at 4096 tokens: Try a smaller context."
+    bug = load_failure_text("m", RuntimeError("gguf not found"))  # its words say nothing about the file
+    assert bug.startswith("Could not load m: Unexpected error: RuntimeError: gguf not found.")
+    assert "download" not in bug and MISSING_FILE_STEP not in bug
+
+
+def test_a_missing_model_file_says_to_choose_another(qtbot, page, tmp_path):
+    page.load_model(str(tmp_path / "gone.gguf"))
+    qtbot.waitUntil(lambda: page.error_text is not None, timeout=LOAD_TIMEOUT)
+    assert page.error_text.startswith("Could not load gone") and "Choose another model" in page.error_text
+    assert not page.loading and page.engine is None

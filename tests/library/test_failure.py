@@ -1,5 +1,5 @@
-"""A failed download's recorded error becomes the right sentence and next step; the errors are the
-downloader's real ones, provoked against the fake hub."""
+"""A failed download's kind and facts become the right sentence and next step; the errors are the
+downloader's real ones, provoked against the fake hub, and no sentence is parsed back."""
 
 from __future__ import annotations
 
@@ -11,19 +11,19 @@ from quantdesk.base.errors import QuantDeskError
 from quantdesk.hub.client import RepoFilePart
 from quantdesk.library import download as downloader
 from quantdesk.library.download import check_disk, download_part
-from quantdesk.library.failure import explain_failure
+from quantdesk.library.failure import ChecksumMismatch, explain_failure
 
 REPO = "someorg/Failure-Test-GGUF"
 DATA = b"GGUF" + bytes(range(256)) * 400
 
 
-def _error_of(fn) -> str:
+def _error_of(fn) -> QuantDeskError:
     with pytest.raises(QuantDeskError) as info:
         fn()
-    return str(info.value)
+    return info.value
 
 
-def _download(part: RepoFilePart, repo: str = REPO) -> str:
+def _download(part: RepoFilePart, repo: str = REPO) -> QuantDeskError:
     return _error_of(lambda: list(download_part(repo, part)))
 
 
@@ -70,11 +70,19 @@ def test_a_file_gone_from_the_hub(fake_hub):
     assert failure.kind == "missing" and "Discover" in failure.next_step
 
 
-def test_anything_else_keeps_its_text_and_offers_a_retry():
-    failure = explain_failure("the disk filled up during the download (No space left on device); the partial "
-                              "file is kept to resume once space is freed", "m.gguf", REPO)
+def test_a_disk_filling_midway_says_it_resumes():
+    failure = explain_failure(downloader._disk_full(OSError(28, "No space left on device")), "m.gguf", REPO)
     assert failure.kind == "disk" and "resumes" in failure.next_step
-    failure = explain_failure("unexpected error: RuntimeError: boom", "m.gguf", REPO)
+
+
+def test_the_kind_survives_rewording_the_message():
+    reworded = ChecksumMismatch("Les octets ne correspondent pas", file="m.gguf", expected="aa", actual="bb")
+    failure = explain_failure(reworded, "m.gguf", REPO)
+    assert failure.kind == "checksum" and "expected SHA-256 aa, got bb" in failure.sentence
+
+
+def test_anything_else_keeps_its_text_and_offers_a_retry():
+    failure = explain_failure(RuntimeError("boom"), "m.gguf", REPO)
     assert failure.kind == "other" and failure.sentence == "The download of m.gguf failed: unexpected error: " \
         "RuntimeError: boom."
     assert failure.next_step.startswith("Retry")

@@ -125,8 +125,12 @@ def test_corrupt_download_fails_with_the_reason_and_can_be_retried(hub):
     assert q.wait(60)
     failed = q.get(job.id)
     assert failed.state == "failed" and "sha256" in failed.error.lower() and Library().models() == []
+    # the kind and the facts are stored as data, in the table too (a new process reads them back)
+    assert failed.failure_kind == "checksum" and failed.to_json()["failure_kind"] == "checksum"
+    again = DownloadQueue(autostart=False).get(job.id).failure()
+    assert again.kind == "checksum" and again.details["expected"] == entry(name).parts[0].sha256
     q.retry(job.id)
-    assert q.wait(60) and q.get(job.id).state == "done"
+    assert q.wait(60) and q.get(job.id).state == "done" and q.get(job.id).failure_kind is None
 
 
 def test_a_killed_app_resumes_its_queue_on_the_next_start(hub, _isolated_home):
@@ -223,7 +227,7 @@ def test_a_file_another_writer_holds_fails_with_the_reason_and_retries_once_free
     try:
         job = q.add(REPO, e)
         until(lambda: q.get(job.id).state == "failed", timeout=30)
-        assert "already in progress" in q.get(job.id).error
+        assert "already in progress" in q.get(job.id).error and q.get(job.id).failure_kind == "busy"
         holder.release()
         q.resume(job.id)
         until(lambda: q.get(job.id).state == "done", timeout=60)

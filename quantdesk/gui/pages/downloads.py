@@ -123,7 +123,7 @@ class DownloadsPage(QWidget):
 
     def _finished(self, job: DownloadJob) -> None:
         if job.state == "failed" and self.downloads.reported_by(job.id) is None:
-            failure = explain_failure(job.error or "", job.entry.name, job.repo)
+            failure = explain_failure(job.failure(), job.entry.name, job.repo)
             self.context.errors.report("Downloads", failure.sentence, failure.next_step, action="Retry",
                                        callback=lambda: self.retry(job.id))
 

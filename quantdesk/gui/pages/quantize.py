@@ -27,17 +27,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from quantdesk.base.errors import explain
 from quantdesk.base.units import fmt_bytes, fmt_duration
 from quantdesk.gguf.quant_presets import FULL_PRECISION, QuantPreset, all_presets, offered_presets
 from quantdesk.gui.context import AppContext
+from quantdesk.gui.errors import inline_text
 from quantdesk.gui.tasks import Task, TaskControl, run_task
 from quantdesk.gui.widgets.quantize_views import NO_REPORT, PreflightPanel, QualityReportView, TensorLog
 from quantdesk.gui.widgets.status_text import colored
 from quantdesk.hardware.machine import Hardware
 from quantdesk.library.download import Cancelled as DownloadCancelled
 from quantdesk.library.download import DownloadEvent
-from quantdesk.quantize.evaluate import QualityReport
+from quantdesk.quantize.evaluate import EvaluationCancelled, QualityReport
 from quantdesk.quantize.job import Evaluating, JobCheck, Registered, check_job, run_job
 from quantdesk.quantize.quantizer import QuantizeCancelled, QuantizeResult, Started, TensorProgress
 
@@ -293,7 +293,7 @@ class QuantizePage(QWidget):
         self.preflight.show_message(f"Checking {spec} for {preset}…")
         run_task(lambda _: check_job(spec, preset, output, overwrite=overwrite, evaluate_quality=evaluate, hardware=hw),
                  lambda check: self._checked(check, generation),
-                 lambda error: self._refused(explain(error).text(), generation), owner=self)
+                 lambda error: self._refused(inline_text(error), generation), owner=self)
 
     def _checked(self, check: JobCheck, generation: int) -> None:
         if generation != self._generation or self.running:
@@ -431,7 +431,7 @@ class QuantizePage(QWidget):
         if self.output_model is not None:  # the model is saved; only the evaluation failed or was cancelled
             self.status.setText("The model is saved; its quality evaluation did not finish.")
             self.report.show_note(str(error))
-            if "cancelled" not in str(error):
+            if not isinstance(error, EvaluationCancelled):
                 self.context.errors.report("Quantize", error)
             return
         self.progress.setValue(0)

@@ -27,10 +27,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from quantdesk.base.errors import QuantDeskError, explain
+from quantdesk.base.errors import QuantDeskError
 from quantdesk.base.settings import THEMES, load_settings, models_dir, normalize_endpoint, save_settings
 from quantdesk.base.units import fmt_bytes
 from quantdesk.gui.context import AppContext
+from quantdesk.gui.errors import inline_text
 from quantdesk.gui.tasks import Task, TaskControl, TaskSlot, run_task
 from quantdesk.gui.theme import LABELS, apply_theme
 from quantdesk.gui.widgets.status_text import colored
@@ -320,7 +321,7 @@ class SettingsPage(QWidget):
 
         def failed(error: Exception) -> None:
             self.test_token_button.setEnabled(True)
-            self._show_token(colored(explain(error).text(), False))
+            self._show_token(colored(inline_text(error), False))
 
         self._token_test.run(lambda _: check_token(typed), done, failed)
 

@@ -61,7 +61,7 @@ def detail_html(job: DownloadJob) -> tuple[str, str]:
     amount = f"{fmt_bytes(job.done)} of {fmt_bytes(job.total)}"
     percent = f"{100 * job.done / job.total:.0f}%" if job.total else ""
     if job.state == "failed":
-        failure = explain_failure(job.error or "", job.entry.name, job.repo)
+        failure = explain_failure(job.failure(), job.entry.name, job.repo)
         full = f"{failure.sentence} {failure.next_step}"
         short = _HASH.sub(lambda m: m[1] + "…", failure.sentence).replace("….", "…")
         return f"<span style='color:#b91c1c'>{_esc(short)}</span> {_esc(failure.next_step)}", full
