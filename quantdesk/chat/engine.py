@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -31,8 +32,40 @@ from quantdesk.hardware.machine import Hardware
 KV_TYPE_NAMES = {1: "f16", 8: "q8_0", 2: "q4_0"}
 
 
+class EngineFailure(str, Enum):
+    """What went wrong with the model process, so callers choose the next step by kind, not by words."""
+
+    MISSING_FILE = "missing_file"
+    LOAD_FAILED = "load_failed"       # llama.cpp refused the file or the settings
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    OUT_OF_MEMORY = "out_of_memory"   # killed by SIGKILL: the kernel's OOM killer, almost always
+    DIED = "died"                     # crashed or aborted inside llama.cpp
+    NO_ANSWER = "no_answer"
+    REFUSED = "refused"               # the server answered a request with an error status
+
+
+_ENGINE_STEPS = {
+    EngineFailure.MISSING_FILE: "Choose another model, or add it to the library again.",
+    EngineFailure.CANCELLED: "",
+    EngineFailure.OUT_OF_MEMORY: "Close other programs, or load a smaller quant or a shorter context.",
+    EngineFailure.DIED: "Reload the model; if it happens again, try a smaller context or another quant.",
+}
+
+
 class EngineError(QuantDeskError):
-    """The model process failed to load or died; the message says why and what to try."""
+    """The model process failed to load or died; the message says why, ``kind`` what kind of failure."""
+
+    def __init__(self, message: str, kind: EngineFailure = EngineFailure.LOAD_FAILED,
+                 next_step: str | None = None) -> None:
+        super().__init__(message, next_step if next_step is not None else _ENGINE_STEPS.get(kind))
+        self.kind = kind
+
+
+def _exit_kind(code: int | None) -> EngineFailure:
+    from quantdesk.base.child_process import signal_name
+
+    return EngineFailure.OUT_OF_MEMORY if code is not None and signal_name(code) == "SIGKILL" else EngineFailure.DIED
 
 
 @dataclass
@@ -162,7 +195,7 @@ class Engine:
     def start(self, timeout: float = 600.0, cancel: threading.Event | None = None,
               watch_stdin: bool = True) -> LoadReport:
         if not Path(self.model_path).is_file():
-            raise EngineError(f"model file not found: {self.model_path}")
+            raise EngineError(f"model file not found: {self.model_path}", EngineFailure.MISSING_FILE)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         config = {"model": self.settings.model_settings(self.model_path), "host": self.host, "port": self.port,
                   "api_key": self.api_key, "watch_stdin": watch_stdin}
@@ -194,13 +227,14 @@ class Engine:
             reader.join(0.05)
             if cancel is not None and cancel.is_set():
                 self.stop()
-                raise EngineError("loading was cancelled")
+                raise EngineError("loading was cancelled", EngineFailure.CANCELLED)
             if time.monotonic() > deadline:
                 self.stop()
-                raise EngineError(f"the model did not finish loading within {timeout:.0f} s")
+                raise EngineError(f"the model did not finish loading within {timeout:.0f} s", EngineFailure.TIMEOUT)
         if not result or not result[0].strip():
             code = self.proc.wait(timeout=10)
-            raise EngineError(f"the model process {_describe_exit(code)} while loading{self._log_hint()}")
+            raise EngineError(f"the model process {_describe_exit(code)} while loading{self._log_hint()}",
+                              _exit_kind(code))
         return result[0]
 
     def _log_tail(self, n: int = 40) -> list[str]:
@@ -252,6 +286,9 @@ class Engine:
         code = self.proc.poll() if self.proc else None
         return f"the model process {_describe_exit(code)}{self._log_hint()}"
 
+    def death_error(self) -> EngineError:
+        return EngineError(self.death_message(), _exit_kind(self.proc.poll() if self.proc else None))
+
     def stop(self) -> None:
         """End the child (politely, then by force); safe to call twice."""
         proc = self.proc
@@ -296,7 +333,7 @@ class Engine:
 
     def _request(self, method: str, path: str, body: Any = None, timeout: float = 120) -> Any:
         if not self.alive:
-            raise EngineError(self.death_message())
+            raise self.death_error()
         conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
             conn.request(method, path, None if body is None else json.dumps(body), self._headers())
@@ -304,12 +341,13 @@ class Engine:
             data = response.read()
         except (OSError, http.client.HTTPException) as exc:
             if not self.alive:
-                raise EngineError(self.death_message()) from exc
-            raise EngineError(f"the model process did not answer: {exc}") from exc
+                raise self.death_error() from exc
+            raise EngineError(f"the model process did not answer: {exc}", EngineFailure.NO_ANSWER) from exc
         finally:
             conn.close()
         if response.status != 200:
-            raise EngineError(f"the model process refused the request ({response.status}): {data[:300]!r}")
+            raise EngineError(f"the model process refused the request ({response.status}): {data[:300]!r}",
+                              EngineFailure.REFUSED)
         return json.loads(data)
 
     def tokenize(self, text: str) -> int:
@@ -346,7 +384,7 @@ class Engine:
     def _complete(self, prompt: str, sampling: Sampling, stop: list[str], prompt_tokens: int | None,
                   extra: dict[str, Any]) -> Iterator[Token | Finished]:
         if not self.alive:
-            raise EngineError(self.death_message())
+            raise self.death_error()
         self._stopping.clear()
         try:
             self.status()  # starts the server's per-request timings afresh
@@ -368,7 +406,7 @@ class Engine:
             response = conn.getresponse()
             if response.status != 200:
                 raise EngineError(f"the model process refused the request ({response.status}): "
-                                  f"{response.read()[:300]!r}")
+                                  f"{response.read()[:300]!r}", EngineFailure.REFUSED)
             for chunk in _sse_events(response):
                 if self._stopping.is_set():
                     # read on to the server's [DONE] (a token away): a dropped connection is not

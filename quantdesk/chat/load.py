@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from quantdesk.chat.engine import Engine, EngineError, PlannedLoad, plan_load
+from quantdesk.chat.engine import Engine, EngineError, EngineFailure, PlannedLoad, plan_load
 from quantdesk.hardware.machine import Hardware
 
 
@@ -52,4 +52,4 @@ def start_model(path: str | Path, hardware: Hardware, ctx: int | None = None, kv
 
 def _check(cancel: threading.Event | None) -> None:
     if cancel is not None and cancel.is_set():
-        raise EngineError("loading was cancelled")
+        raise EngineError("loading was cancelled", EngineFailure.CANCELLED)

@@ -126,7 +126,7 @@ def plan_named(model: str, hw: Hardware, ctx: int | None = None, kv_type: str = 
         return plan_local(path, hw, ctx, kv_type)  # says the file is missing, in its words
     if kind != "repo":
         raise QuantDeskError(f"'{ref}' is neither a .gguf file nor a hub repo id (owner/name), nor a model in the "
-                             "library", next_step="Search for it by name, or paste the repo id.")
+                             "library")
     if not offline:
         try:
             return plan_repo(ref, hw, ctx, kv_type)

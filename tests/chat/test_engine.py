@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from quantdesk.chat.engine import Engine, EngineError, Finished, LoadSettings, Token, plan_load
+from quantdesk.chat.engine import Engine, EngineError, EngineFailure, Finished, LoadSettings, Token, plan_load
 from quantdesk.chat.sampling import Sampling
 from quantdesk.hardware.machine import load_hardware_spec
 from tests.support import gguf_factory as factory
@@ -89,8 +89,10 @@ def test_killed_child_is_reported_not_raised(tmp_path, small_model):
         done = list(events)[-1]
         assert done.finish_reason == "crashed" and "SIGKILL" in done.error
         assert not eng.alive
-        with pytest.raises(EngineError, match="SIGKILL"):
+        with pytest.raises(EngineError, match="SIGKILL") as info:
             eng.tokenize("again")
+        # the kind travels with the error: a SIGKILL is the OOM killer's, and says what to do about it
+        assert info.value.kind is EngineFailure.OUT_OF_MEMORY and "smaller quant" in info.value.next_step
     finally:
         eng.stop()
     # and it can be loaded again
@@ -104,9 +106,16 @@ def test_truncated_model_is_a_clear_load_error(tmp_path, tiny_model):
     bad = tmp_path / "truncated.gguf"
     bad.write_bytes(tiny_model.read_bytes()[: tiny_model.stat().st_size // 2])
     eng = Engine(bad, LoadSettings(n_ctx=256), log_path=tmp_path / "e.log")
-    with pytest.raises(EngineError, match="failed to load"):
+    with pytest.raises(EngineError, match="failed to load") as info:
         eng.start(timeout=120)
+    assert info.value.kind is EngineFailure.LOAD_FAILED
     assert not eng.alive
+
+
+def test_a_missing_model_file_is_its_own_kind(tmp_path):
+    with pytest.raises(EngineError) as info:
+        Engine(tmp_path / "gone.gguf", LoadSettings(n_ctx=256)).start(timeout=10)
+    assert info.value.kind is EngineFailure.MISSING_FILE and "Choose another model" in info.value.next_step
 
 
 def test_llama_cpp_abort_while_loading_is_reported(tmp_path):
