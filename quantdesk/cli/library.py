@@ -9,8 +9,9 @@ from typing import Callable
 
 from quantdesk.base.errors import QuantDeskError
 from quantdesk.base.units import fmt_bytes
+from quantdesk.catalog.refresh import list_and_remember
 from quantdesk.cli.output import emit_json
-from quantdesk.hub.client import RepoGGUF, list_repo_ggufs
+from quantdesk.hub.client import RepoGGUF
 
 
 class ProgressBar:
@@ -66,7 +67,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     from quantdesk.library.download import DownloadEvent, download_model
     from quantdesk.library.index import Library
 
-    entries = list_repo_ggufs(args.repo, args.revision)
+    entries = list_and_remember(args.repo, args.revision)
     if not entries:
         raise QuantDeskError(f"{args.repo} has no GGUF files")
     entry = choose_entry(args.repo, entries, args.quant, args.best, args.ctx, args.hardware)
@@ -208,7 +209,7 @@ def cmd_downloads(args: argparse.Namespace) -> int:
     if action == "add":
         if not args.repo:
             raise QuantDeskError("`downloads add` needs a repo id")
-        entries = list_repo_ggufs(args.repo)
+        entries = list_and_remember(args.repo)
         entry = choose_entry(args.repo, entries, args.quant, args.best, args.ctx, args.hardware)
         job = queue.add(args.repo, entry)
         print(f"queued #{job.id}: {args.repo} {entry.name}", file=sys.stderr)

@@ -24,6 +24,9 @@ from typing import Iterator
 from quantdesk.base.errors import QuantDeskError
 from quantdesk.base.file_lock import FileLock
 from quantdesk.base.settings import models_dir
+from quantdesk.hub.client import RepoFilePart, RepoGGUF, check_repo_path
+from quantdesk.hub.credentials import hub_token
+from quantdesk.hub.endpoint import hub_endpoint
 from quantdesk.library.failure import (
     AccessDenied,
     ChecksumMismatch,
@@ -32,9 +35,6 @@ from quantdesk.library.failure import (
     NotEnoughDisk,
     NotOnHub,
 )
-from quantdesk.hub.client import RepoFilePart, RepoGGUF, check_repo_path
-from quantdesk.hub.credentials import hub_token
-from quantdesk.hub.endpoint import hub_endpoint
 
 CHUNK = 1 << 20
 TRICKLE_BYTES = 64 << 10  # fewer than this in a whole stall period (QUANTDESK_STALL_TIMEOUT) is a stall

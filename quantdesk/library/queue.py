@@ -22,8 +22,8 @@ from quantdesk.base.errors import QuantDeskError
 from quantdesk.base.file_lock import FileLock, LockBusy
 from quantdesk.base.paths import data_dir
 from quantdesk.hub.client import RepoFilePart, RepoGGUF
-from quantdesk.library.failure import FailureKind, RecordedFailure, record_failure
 from quantdesk.library.download import Cancelled, DownloadEvent, download_model, lock_path, partial_path
+from quantdesk.library.failure import FailureKind, RecordedFailure, record_failure
 
 STATES = ("queued", "downloading", "verifying", "paused", "failed", "done", "cancelled")
 ACTIVE = ("downloading", "verifying")

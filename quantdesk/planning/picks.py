@@ -72,13 +72,12 @@ def best_json(option: PlanOption, params: int | None = None) -> dict[str, Any]:
 def rank_search_rows(rows: list[dict[str, Any]], hw: Hardware, ctx: int | None = None) -> None:
     """Plan each ``search`` row (hub headers, or the catalog's shape for catalog rows), set its
     ``best`` (or ``error``) and sort the rows best pick first. In place: rows keep their other keys."""
-    from quantdesk.planning.plan import plan_catalog_repo, plan_repo
+    from quantdesk.planning.plan import plan_named
 
     picked: dict[int, PlanOption | None] = {}
     for row in rows:
-        planner = plan_catalog_repo if row.get("source") == "catalog" else plan_repo
         try:
-            rec = planner(row["repo"], hw, ctx=ctx).recommended
+            rec = plan_named(row["repo"], hw, ctx=ctx, offline=row.get("source") == "catalog").recommended
         except QuantDeskError as exc:
             row["error"] = str(exc)
             rec = None
@@ -122,14 +121,14 @@ def machine_picks(hw: Hardware, ctx: int | None = None, limit: int = 3) -> list[
     with no connection), one file per model, only those that run well; best first."""
     from quantdesk.catalog.offline import load_catalog
     from quantdesk.hub.client import publisher_kind
-    from quantdesk.planning.plan import plan_catalog_repo
+    from quantdesk.planning.plan import plan_named
 
     ranked: list[tuple[tuple, MachinePick]] = []
     for model in load_catalog().models:
         if model.hub_status == "gone":
             continue
         try:
-            rec = plan_catalog_repo(model.repo, hw, ctx=ctx, suggest_quantize=False).recommended
+            rec = plan_named(model.repo, hw, ctx=ctx, offline=True, suggest_quantize=False).recommended
         except QuantDeskError:
             continue
         if rec is None or not runs_well(rec):

@@ -72,7 +72,7 @@ def plan_local(path: str | Path, hw: Hardware, ctx: int | None = None, kv_type: 
 
 
 def plan_repo(repo_id: str, hw: Hardware, ctx: int | None = None, kv_type: str = "f16",
-              revision: str | None = None) -> Plan:
+              revision: str | None = None, suggest_quantize: bool = True) -> Plan:
     entries = list_and_remember(repo_id, revision)
     if not entries:
         raise QuantDeskError(f"{repo_id} has no GGUF files")
@@ -90,7 +90,7 @@ def plan_repo(repo_id: str, hw: Hardware, ctx: int | None = None, kv_type: str =
         options = [o for o in pool.map(one, entries) if o is not None]
     if not options:
         raise QuantDeskError(f"no GGUF file of {repo_id} could be read: " + "; ".join(notes))
-    return finish_plan(repo_id, options, hw, ctx, kv_type, notes, source="hub")
+    return finish_plan(repo_id, options, hw, ctx, kv_type, notes, source="hub", suggest_quantize=suggest_quantize)
 
 
 def replan(previous: Plan, hw: Hardware, ctx: int | None = None, kv_type: str = "f16") -> Plan:
@@ -110,7 +110,8 @@ def kind_of(text: str) -> str:
     return "repo" if REPO_ID_RE.match(text) else "search"
 
 
-def plan_named(model: str, hw: Hardware, ctx: int | None = None, kv_type: str = "f16", offline: bool = False) -> Plan:
+def plan_named(model: str, hw: Hardware, ctx: int | None = None, kv_type: str = "f16", offline: bool = False,
+               suggest_quantize: bool = True) -> Plan:
     """Plan ``model``: a local file, a library model's name, or a hub repo from its remote headers —
     from the catalog's published shape when the hub cannot be reached (or ``offline``) and the
     catalog knows the repo. The notes say when the catalog answered."""
@@ -118,7 +119,7 @@ def plan_named(model: str, hw: Hardware, ctx: int | None = None, kv_type: str = 
     path = Path(ref).expanduser()
     if ref and path.is_file():
         return plan_local(path, hw, ctx, kv_type)
-    found = Library().find(ref) if ref else None
+    found = Library().find(ref) if ref and not REPO_ID_RE.match(ref) else None  # library names have no "/"
     if found is not None:
         return plan_local(found.path, hw, ctx, kv_type)
     kind = kind_of(ref)
@@ -129,11 +130,11 @@ def plan_named(model: str, hw: Hardware, ctx: int | None = None, kv_type: str = 
                              "library")
     if not offline:
         try:
-            return plan_repo(ref, hw, ctx, kv_type)
+            return plan_repo(ref, hw, ctx, kv_type, suggest_quantize=suggest_quantize)
         except HubUnreachable:
             if load_catalog().find(ref) is None:
                 raise
-    return plan_catalog_repo(ref, hw, ctx, kv_type)
+    return plan_catalog_repo(ref, hw, ctx, kv_type, suggest_quantize=suggest_quantize)
 
 
 def plan_catalog_repo(repo: str, hw: Hardware, ctx: int | None = None, kv_type: str = "f16",

@@ -95,10 +95,10 @@ def check_job(spec: str, preset_name: str, output: str | Path | None = None, *, 
     if source is None:
         if not REPO_ID_RE.match(spec):
             raise _not_a_source(spec)
-        from quantdesk.hub.client import list_repo_ggufs
+        from quantdesk.catalog.refresh import list_and_remember
         from quantdesk.hub.remote_header import remote_model_info
 
-        entry = pick_full_precision(spec, list_repo_ggufs(spec, revision))
+        entry = pick_full_precision(spec, list_and_remember(spec, revision))
         source = library_copy(spec, entry)
         if source is None:
             info = remote_model_info(spec, entry, revision)

@@ -78,11 +78,11 @@ def repo_source(repo_id: str, revision: str | None = None, cancel: threading.Eve
     ``before_download(remote model info, bytes to download)`` may refuse (raise) before a byte is
     fetched — the quantize pre-flight. Yields ``DownloadEvent``s; the last item is the source.
     """
-    from quantdesk.hub.client import list_repo_ggufs
+    from quantdesk.catalog.refresh import list_and_remember
     from quantdesk.library.download import download_model
 
     library = library or Library()
-    entries = list_repo_ggufs(repo_id, revision)
+    entries = list_and_remember(repo_id, revision)
     entry = pick_full_precision(repo_id, entries)
     have = library_copy(repo_id, entry, library)
     if have is not None:
