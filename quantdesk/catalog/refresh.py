@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from quantdesk.base.errors import QuantDeskError
@@ -24,7 +23,6 @@ from quantdesk.hub.client import RepoGGUF, list_repo_ggufs
 from quantdesk.hub.endpoint import hub_endpoint
 from quantdesk.hub.errors import HubUnreachable, probe_hub
 
-MAX_AGE_DAYS = 7
 _write_lock = threading.Lock()
 
 
@@ -120,15 +118,3 @@ def refresh_catalog(repos: list[str] | None = None, progress: Progress | None = 
         _record(updates, stamp_all=not result.failed or bool(result.refreshed))
     result.seconds = time.monotonic() - start
     return result
-
-
-def refresh_due(max_age_days: float = MAX_AGE_DAYS) -> bool:
-    """True when no full refresh happened yet, or the last one is older than ``max_age_days``."""
-    stamp = read_refresh().get("refreshed_at")
-    if not stamp:
-        return True
-    try:
-        age = datetime.now(timezone.utc) - datetime.fromisoformat(stamp)
-    except ValueError:
-        return True
-    return age.total_seconds() > max_age_days * 86400

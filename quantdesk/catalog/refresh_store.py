@@ -14,6 +14,8 @@ from typing import Any
 from quantdesk.base.files import write_json_atomic
 from quantdesk.base.paths import data_dir
 
+MAX_AGE_DAYS = 7
+
 
 def refresh_path() -> Path:
     return data_dir() / "catalog-refresh.json"
@@ -35,3 +37,15 @@ def read_refresh() -> dict[str, Any]:
 def write_refresh(data: dict[str, Any]) -> None:
     """Replace the file whole: a crash mid-write leaves the previous one, never half of one."""
     write_json_atomic(refresh_path(), data, indent=1, sort_keys=True)
+
+
+def refresh_due(max_age_days: float = MAX_AGE_DAYS) -> bool:
+    """True when no full refresh happened yet, or the last one is older than ``max_age_days``."""
+    stamp = read_refresh().get("refreshed_at")
+    if not stamp:
+        return True
+    try:
+        age = datetime.now(timezone.utc) - datetime.fromisoformat(stamp)
+    except ValueError:
+        return True
+    return age.total_seconds() > max_age_days * 86400

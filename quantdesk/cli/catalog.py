@@ -138,7 +138,8 @@ def _unsafe_name(parts: list[dict]) -> str | None:
 def cmd_catalog(args: argparse.Namespace) -> int:
     """Which catalog is shown offline, and refreshing it from the hub."""
     from quantdesk.catalog.offline import load_catalog
-    from quantdesk.catalog.refresh import refresh_catalog, refresh_due
+    from quantdesk.catalog.refresh import refresh_catalog
+    from quantdesk.catalog.refresh_store import refresh_due
 
     result = None
     if args.action == "refresh":

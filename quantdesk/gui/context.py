@@ -10,6 +10,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from PySide6.QtCore import QObject, QSettings, Signal
 
@@ -97,7 +98,7 @@ class AppContext(QObject):
         silent when offline (the bundled data still works). ``QUANTDESK_NO_AUTO_REFRESH=1`` turns it off."""
         import os
 
-        from quantdesk.catalog.refresh import refresh_catalog, refresh_due
+        from quantdesk.catalog.refresh_store import refresh_due  # the stamp only: no gguf/numpy at start
         from quantdesk.gui.tasks import run_task
 
         if os.environ.get("QUANTDESK_NO_AUTO_REFRESH") == "1" or not refresh_due():
@@ -107,7 +108,12 @@ class AppContext(QObject):
             log.info("catalog refresh skipped: %s", exc)
 
         # a thread of its own: ~70 hub listings must not hold the pool that plans and searches use
-        run_task(lambda _: refresh_catalog(), self.catalog_refreshed.emit, skipped, owner=self, where="own")
+        def work(_) -> Any:
+            from quantdesk.catalog.refresh import refresh_catalog  # imported on the worker, not the GUI thread
+
+            return refresh_catalog()
+
+        run_task(work, self.catalog_refreshed.emit, skipped, owner=self, where="own")
         return True
 
     def set_hardware(self, hardware: Hardware) -> None:

@@ -9,14 +9,14 @@ import pytest
 
 from quantdesk.base import files as atomic_files
 from quantdesk.catalog.offline import load_catalog
-from quantdesk.catalog.refresh import list_and_remember, refresh_catalog, refresh_due
-from quantdesk.catalog.refresh_store import read_refresh, refresh_path
+from quantdesk.catalog.refresh import list_and_remember, refresh_catalog
+from quantdesk.catalog.refresh_store import read_refresh, refresh_due, refresh_path
 from quantdesk.hardware.machine import load_hardware_spec
 from quantdesk.hub.client import list_repo_ggufs
 from quantdesk.hub.errors import HubUnreachable
 from quantdesk.planning.plan import plan_catalog_repo
-from tests.conftest import CATALOG_REPO as REPO
 from tests.cli.test_cli import run_cli
+from tests.conftest import CATALOG_REPO as REPO
 
 
 @pytest.fixture(autouse=True)

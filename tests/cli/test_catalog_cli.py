@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tests.support import gguf_factory as factory
 from tests.cli.test_cli import run_cli
+from tests.support import gguf_factory as factory
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -182,3 +183,25 @@ def test_the_apps_window_freezes_its_long_lived_heap_once_start_up_is_done(qtbot
         assert gc.get_freeze_count() > 10_000
     finally:
         gc.unfreeze()  # this test process makes many windows: let the collector see them again
+
+
+def test_building_the_window_imports_no_numerics_or_hub_client_on_the_gui_thread():
+    """What the first paint waits for stays small: gguf/numpy (planning) and huggingface_hub load on
+    workers, never while the GUI thread builds the window (a layering slip once cost ~120 ms)."""
+    code = ("import builtins, sys, threading\n"
+            "from PySide6.QtWidgets import QApplication\n"
+            "app = QApplication([])\n"
+            "from quantdesk.hardware.detect import resolve_hardware\n"
+            "from quantdesk.gui.app import MainWindow\n"
+            "seen, original = set(), builtins.__import__\n"
+            "def spy(name, *a, **k):\n"
+            "    if threading.current_thread() is threading.main_thread() and name.split('.')[0] not in sys.modules:\n"
+            "        seen.add(name.split('.')[0])\n"
+            "    return original(name, *a, **k)\n"
+            "builtins.__import__ = spy\n"
+            "w = MainWindow(resolve_hardware())\n"
+            "print(sorted(seen & {'gguf', 'numpy', 'huggingface_hub', 'llama_cpp', 'jinja2'}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "QT_QPA_PLATFORM": "offscreen", "QUANTDESK_NO_AUTO_REFRESH": "0"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
