@@ -158,9 +158,8 @@ def _run(work: Work, control: TaskControl, cancelled_by: tuple[type[BaseExceptio
             _send(number, CANCELLED)
         elif isinstance(exc, Exception):
             _send(number, FAILED, exc)
-        else:
-            finished.set()
-            raise
+        else:  # SystemExit and friends from library code: still exactly one answer, and the thread lives on
+            _send(number, FAILED, RuntimeError(f"the background work ended with {type(exc).__name__}: {exc}"))
     else:
         _send(number, DONE, result)
     finally:
@@ -248,7 +247,12 @@ class TaskSlot(QObject):
         task = run_task(work, current(on_done), current(on_failed), owner=self, **options)
         holder.append(task)
         self._task = task
+        task.ended.connect(lambda: self._ended(task))  # a cancelled answer frees the slot too
         return task
+
+    def _ended(self, task: Task) -> None:
+        if self._task is task:
+            self._task = None
 
     def cancel(self) -> None:
         """Stop waiting: the answer in flight is dropped when it arrives (and its work asked to stop)."""
@@ -273,7 +277,7 @@ class SerialWorker:
 
     def _loop(self) -> None:
         while (job := self._jobs.get()) is not None:
-            job()
+            job()  # never raises: _run answers every outcome
 
     def shutdown(self, timeout: float = 15.0) -> bool:
         """Let the task in flight end, then stop the thread; False if it is still busy after ``timeout``."""

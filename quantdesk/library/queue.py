@@ -73,7 +73,8 @@ class DownloadJob:
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "repo": self.repo, "file": self.entry.name, "quant": self.entry.quant,
                 "state": self.state, "done": self.done, "total": self.total, "error": self.error,
-                "model": self.model, "speed": self.speed, "eta": self.eta, "failure_kind": self.failure_kind}
+                "model": self.model, "speed": self.speed, "eta": self.eta,
+                "failure_kind": self.failure_kind if self.state == "failed" else None}
 
 
 def _entry_json(e: RepoGGUF) -> str:
@@ -109,7 +110,11 @@ class DownloadQueue:
             have = {row["name"] for row in db.execute("PRAGMA table_info(downloads)")}
             for column, kind in COLUMNS_ADDED:
                 if column not in have:
-                    db.execute(f"ALTER TABLE downloads ADD COLUMN {column} {kind}")
+                    try:
+                        db.execute(f"ALTER TABLE downloads ADD COLUMN {column} {kind}")
+                    except sqlite3.OperationalError as exc:  # another process added it a moment ago
+                        if "duplicate column" not in str(exc):
+                            raise
             rows = db.execute("SELECT id, repo, entry FROM downloads WHERE state IN ('downloading', 'verifying')")
             for row in rows.fetchall():
                 # a crash or quit mid-download: queue it again, the partial file resumes — unless another
@@ -330,7 +335,7 @@ class DownloadQueue:
     def _failed(self, job_id: int, exc: Exception) -> None:
         failure = record_failure(exc)
         self._set(job_id, state="failed", error=failure.text, failure_kind=failure.kind.value,
-                  failure=json.dumps(failure.details))
+                  failure=json.dumps(failure.details, default=str))
 
     def _set(self, job_id: int, **fields: Any) -> None:
         if "state" in fields and fields["state"] not in STATES:

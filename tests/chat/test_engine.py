@@ -59,7 +59,10 @@ def test_stop_ends_generation_promptly_and_engine_stays_usable(engine):
                 engine.stop_generation()
         else:
             done = event
-    assert done.finish_reason == "stopped" and done.tokens < 20
+    # Stopped well before the 400 asked for. Not "a few tokens after the 3rd": on a loaded machine the
+    # server runs ahead of this reader (CI once saw 130 generated before the 3rd was read), so what
+    # proves the interrupt is the early end and the time it took.
+    assert done.finish_reason == "stopped" and done.tokens < 400
     assert time.perf_counter() - t_stop < 2.0
     after = list(engine.complete("y", Sampling(max_tokens=5, seed=1), extra=NO_EOS))[-1]
     assert after.finish_reason == "length" and after.tokens == 5

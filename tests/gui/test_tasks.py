@@ -161,3 +161,30 @@ def test_a_serial_worker_runs_tasks_in_order_on_one_thread(qtbot):
     assert done == [0, 1, 2]
     assert {name for _, name in seen} == {"quantdesk-test-serial"}
     assert worker.shutdown(5)
+
+
+def test_a_systemexit_in_the_work_is_still_one_answer_and_the_serial_thread_lives_on(qtbot):
+    worker = SerialWorker("quantdesk-test-exit")
+    got: list[object] = []
+
+    def leave(_):
+        raise SystemExit(3)
+
+    run_task(leave, got.append, got.append, where=worker)
+    run_task(lambda _: "next", got.append, got.append, where=worker)
+    qtbot.waitUntil(lambda: len(got) == 2, timeout=5_000)
+    assert isinstance(got[0], RuntimeError) and "SystemExit" in str(got[0]) and got[1] == "next"
+    assert worker.shutdown(5)
+
+
+def test_a_cancelled_answer_frees_its_slot(qtbot):
+    owner = QWidget()
+    slot = TaskSlot(owner)
+
+    def stopped(_):
+        raise Stopped()
+
+    task = slot.run(stopped, print, print, cancelled_by=(Stopped,))
+    with qtbot.waitSignal(task.ended, timeout=5_000):
+        pass
+    assert not slot.busy

@@ -249,3 +249,24 @@ def test_a_stale_active_row_nobody_runs_can_be_paused_and_cancelled(hub, tmp_pat
         db.execute("UPDATE downloads SET state='downloading' WHERE id=?", (job.id,))
     q.cancel(job.id)
     assert q.get(job.id).state == "cancelled"
+
+
+def test_a_queue_made_before_failure_kinds_existed_gains_the_columns_and_keeps_its_jobs(tmp_path):
+    import sqlite3
+
+    old = sqlite3.connect(tmp_path / "old.db")
+    old.executescript("""
+        CREATE TABLE downloads (id INTEGER PRIMARY KEY AUTOINCREMENT, repo TEXT NOT NULL, revision TEXT,
+            entry TEXT NOT NULL, state TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL,
+            error TEXT, model TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL);
+        INSERT INTO downloads (repo, entry, state, total, error, created_at, updated_at) VALUES
+            ('a/b', '{"name": "m.gguf", "quant": "Q4_K_M", "parts": [{"path": "m.gguf", "size": 5, "sha256": "ab"}]}',
+             'failed', 5, 'the hub answered 500', 0, 0);
+    """)
+    old.commit()
+    old.close()
+    q = DownloadQueue(db_path=tmp_path / "old.db", autostart=False)
+    (job,) = q.jobs()
+    assert job.state == "failed" and job.failure_kind is None
+    assert job.failure().kind == "other" and job.failure().text == "the hub answered 500"  # told as it was recorded
+    assert DownloadQueue(db_path=tmp_path / "old.db", autostart=False).jobs()[0].id == job.id  # a second open is fine
