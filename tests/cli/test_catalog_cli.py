@@ -63,3 +63,16 @@ def test_offline_search_sees_the_whole_catalog_and_limit_keeps_the_best(tmp_path
     assert len(rows) == 3 and all(r["best"]["params"] > 20e9 for r in rows)  # 32B-class, not the 30 smallest
     plain = json.loads(run_cli("search", "", "--offline", "--limit", "5", "--json").stdout)
     assert len(plain) == 5
+
+
+def test_plan_of_a_repo_works_offline_from_the_catalog_like_discover():
+    """The one planning entry: `plan REPO` with the hub unreachable falls back to the catalog's shape (it
+    used to fail with "cannot reach the hub" while Discover planned the same repo)."""
+    out = run_cli("plan", "QuantFactory/Meta-Llama-3-8B-Instruct-GGUF", "--json", "--hardware", "nvidia-8gb",
+                  env={"HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert any(o["recommended"] and o["verdict"] == "full_gpu" for o in plan["options"])
+    assert any("offline: planned from the bundled catalog" in note for note in plan["notes"])
+    missing = run_cli("plan", "someone/not-in-the-catalog", env={"HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert missing.returncode == 1 and "cannot reach the hub" in missing.stderr
