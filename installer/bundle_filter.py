@@ -36,6 +36,11 @@ QT_DROPS: dict[str, frozenset[str] | None] = {
 # never makes a GL context does not load them.
 QT_TOP_DROPS = frozenset({"opengl32sw", "d3dcompiler_47"})
 
+# Libraries that must come from the system, never from the bundle. The Vulkan loader finds the
+# GPU's driver (ICD) through the system's own configuration and must match it; the .deb depends
+# on libvulkan1 instead (installer/linux_deb.py).
+SYSTEM_ONLY = frozenset({"libvulkan.so.1", "libvulkan.so"})
+
 
 def qt_path(dest: str) -> str | None:
     """``plugins/platforms/libqvnc.so`` for a file in PySide6's Qt tree (Linux and macOS put it
@@ -56,6 +61,8 @@ def stem(name: str) -> str:
 
 
 def is_dropped(dest: str) -> bool:
+    if PurePosixPath(dest.replace("\\", "/")).name in SYSTEM_ONLY:
+        return True
     path = qt_path(dest)
     if path is None:
         return False

@@ -23,9 +23,12 @@ ICON_SIZES = (16, 24, 32, 48, 64, 128, 256, 512)
 # stack, libxcb itself) or could not find on a build machine without a desktop (the xcb utility
 # libraries of Qt's X11 plugin). The fontconfig library is bundled, its configuration is not.
 # `python installer/build.py linux` checks the list against the bundle (missing_system_libs).
-DEPENDS = ["libegl1", "libgl1", "libxcb1", "libxcb-icccm4", "libxcb-keysyms1", "libfontconfig1"]
-# Wayland sessions use these when present; X11 (or XWayland) works without them.
-RECOMMENDS = ["libwayland-client0", "libwayland-cursor0", "libwayland-egl1", "fonts-dejavu-core"]
+# libvulkan1: the Vulkan loader, which llama.cpp's Vulkan backend links (the bundle never carries it).
+DEPENDS = ["libegl1", "libgl1", "libxcb1", "libxcb-icccm4", "libxcb-keysyms1", "libfontconfig1", "libvulkan1"]
+# Wayland sessions use these when present; X11 (or XWayland) works without them. Mesa's Vulkan
+# drivers are what AMD and Intel GPUs need for the GPU backend (NVIDIA's driver brings its own).
+RECOMMENDS = ["libwayland-client0", "libwayland-cursor0", "libwayland-egl1", "fonts-dejavu-core",
+              "mesa-vulkan-drivers"]
 # Sonames each DEPENDS/RECOMMENDS entry (or libc6) provides, for the check.
 PROVIDES = {
     "libc6": ("ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1", "libc.so.6", "libdl.so.2", "libm.so.6",
@@ -34,6 +37,7 @@ PROVIDES = {
     "libxcb-icccm4": ("libxcb-icccm.so.4",), "libxcb-keysyms1": ("libxcb-keysyms.so.1",),
     "libfontconfig1": ("libfontconfig.so.1",), "libwayland-client0": ("libwayland-client.so.0",),
     "libwayland-cursor0": ("libwayland-cursor.so.0",), "libwayland-egl1": ("libwayland-egl.so.1",),
+    "libvulkan1": ("libvulkan.so.1",), "mesa-vulkan-drivers": (),
 }
 _GLIBC = re.compile(rb"GLIBC_2\.(\d+)")
 

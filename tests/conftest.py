@@ -11,6 +11,7 @@ os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
 os.environ.pop("QUANTDESK_HARDWARE", None)
 os.environ.pop("HF_TOKEN", None)
 os.environ["QUANTDESK_NO_AUTO_REFRESH"] = "1"  # windows in tests never call the hub on their own
+os.environ["QUANTDESK_NO_SELFTEST"] = "1"  # nor start llama.cpp on their own (tests/gui/test_hardware_page.py does)
 
 import pytest  # noqa: E402
 

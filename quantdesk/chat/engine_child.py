@@ -14,12 +14,13 @@ closes, so it never outlives a parent that crashed.
 import ctypes
 import json
 import os
-import re
 import socket
 import sys
 import threading
 import time
 from typing import Any
+
+from quantdesk.hardware.llama_log import load_report_from_log
 
 _log_lines: list[str] = []
 _log_lock = threading.Lock()
@@ -56,23 +57,6 @@ def _install_log_capture() -> Any:
 
     llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
     return on_log  # the caller keeps it alive: ctypes callbacks must not be collected
-
-
-_OFFLOAD = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
-_BUFFER = re.compile(r"(\S+) (model|KV|compute|RS) buffer size\s*=\s*([\d.]+) MiB")
-
-
-def load_report_from_log(lines: list[str]) -> dict[str, Any]:
-    """What llama.cpp says it did: layers on GPU and each buffer by device."""
-    report: dict[str, Any] = {"gpu_layers": 0, "total_layers": None, "buffers": {}}
-    for line in lines:
-        if m := _OFFLOAD.search(line):
-            report["gpu_layers"], report["total_layers"] = int(m.group(1)), int(m.group(2))
-        elif m := _BUFFER.search(line):
-            device, kind, mib = m.group(1).rstrip(":"), m.group(2), float(m.group(3))
-            key = f"{device} {kind}"
-            report["buffers"][key] = report["buffers"].get(key, 0) + int(mib * 1024 * 1024)
-    return report
 
 
 def _rss() -> dict[str, int]:
@@ -130,6 +114,9 @@ def main(argv: list[str]) -> int:
     settings = json.loads(argv[0])
     _own_stdout()
     keep = _install_log_capture()
+    from quantdesk.hardware.ggml_devices import load_backends
+
+    load_backends()  # a portable build registers its CPU variant and GPU backends only when asked
     if settings.get("watch_stdin"):
         threading.Thread(target=_watch_stdin, daemon=True).start()
     try:

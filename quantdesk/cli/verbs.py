@@ -21,8 +21,9 @@ def cmd_hw(args: argparse.Namespace) -> int:
         extra = ", ".join(x for x in (
             f"driver {g.driver}" if g.driver else "", f"CUDA {g.cuda_version}" if g.cuda_version else "",
             f"compute {g.compute_capability}" if g.compute_capability else "") if x)
+        used_by = f", llama.cpp: {g.backend_device} ({g.backend})" if g.backend else ""
         print(f"  GPU {g.index}: {g.name} [{g.vendor}] {fmt_bytes(g.vram_free)} free of {fmt_bytes(g.vram_total)}"
-              f", {fmt_rate(g.bandwidth)}{' (' + extra + ')' if extra else ''}  source: {g.source}")
+              f", {fmt_rate(g.bandwidth)}{' (' + extra + ')' if extra else ''}{used_by}  source: {g.source}")
     if not hw.gpus:
         print("  GPU: none found")
     print(f"  RAM: {fmt_bytes(hw.ram_available)} available of {fmt_bytes(hw.ram_total)}, swap {fmt_bytes(hw.swap_total)}"
@@ -33,6 +34,32 @@ def cmd_hw(args: argparse.Namespace) -> int:
     for note in hw.notes:
         print(f"  note: {note}")
     return 0
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    """Exit 0 when llama.cpp generated (and, where a GPU was found, on it), 1 otherwise."""
+    from quantdesk.chat.selftest import run_selftest
+    from quantdesk.hardware.detect import detect_amd, detect_apple, detect_intel, detect_nvidia
+
+    seen = [g.name for g in detect_nvidia() + detect_amd() + detect_intel() + detect_apple()]
+    result = run_selftest(gpus_seen=seen, echo_log=args.debug)
+    if args.json:
+        emit_json(result.to_json())
+        return 0 if result.ok else 1
+    print(result.summary)
+    print(f"  CPU backend: {result.cpu_backend}; generated {result.tokens} tokens"
+          + (f" at {result.cpu_tokens_per_s:.1f} tok/s" if result.cpu_tokens_per_s else ""))
+    for dev in result.devices:
+        print(f"  device {dev['name']}: {dev['description']} ({dev['backend']}, {dev['type']}), "
+              f"{fmt_bytes(dev['memory_free'])} free of {fmt_bytes(dev['memory_total'])}")
+    if result.gpu_backend:
+        print(f"  GPU: {result.gpu_layers} of {result.total_layers} layers offloaded"
+              + (f", {result.gpu_tokens_per_s:.1f} tok/s" if result.gpu_tokens_per_s else ""))
+        for name, size in result.gpu_buffers.items():
+            print(f"    {name} buffer: {fmt_bytes(size)}")
+    if result.problem:
+        print(f"  problem: {result.problem}")
+    return 0 if result.ok else 1
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -68,6 +95,11 @@ def register_all(sub: argparse._SubParsersAction, add_common: Callable[[argparse
     p = sub.add_parser("hw", help="show this machine's GPUs, RAM, CPU and disk")
     add_common(p)
     p.set_defaults(func=cmd_hw)
+
+    p = sub.add_parser("selftest", help="generate with a tiny built-in model on the CPU and the GPU: is llama.cpp working here?")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and llama.cpp's log")
+    p.set_defaults(func=cmd_selftest)
 
     p = sub.add_parser("plan", help="which quant fits, with how many GPU layers, how fast")
     p.add_argument("model", help="a local .gguf file or a hub repo id (owner/name)")

@@ -1,4 +1,5 @@
-"""Live hardware detection: NVIDIA via NVML, AMD via sysfs, Apple unified memory, RAM, CPU, disk.
+"""Live hardware detection: NVIDIA via NVML, AMD via sysfs, Apple unified memory, RAM, CPU, disk,
+joined with the devices llama.cpp's GPU backend registers (``backend_probe``).
 
 Each missing piece (no pynvml, no driver, no sysfs) is a normal case that simply yields fewer
 GPUs; every GPU figure carries the source it came from.
@@ -16,6 +17,7 @@ from pathlib import Path
 import psutil
 
 from quantdesk.base.settings import models_dir
+from quantdesk.hardware.backend_probe import BackendProbe, cached_probe, merge_backend_devices
 from quantdesk.hardware.llama_build import llama_build
 from quantdesk.hardware.machine import CpuInfo, GpuInfo, Hardware, load_hardware_spec
 
@@ -160,16 +162,22 @@ def detect_cpu() -> CpuInfo:
                    threads=psutil.cpu_count(logical=True) or os.cpu_count() or 1, features=features)
 
 
-def detect_hardware() -> Hardware:
+def detect_hardware(probe: BackendProbe | None = None) -> Hardware:
+    """This machine. ``probe``: the backend's devices if already asked (else asked once per process,
+    and only when this llama.cpp build has a GPU backend to ask)."""
     gpus = detect_nvidia() + detect_amd() + detect_intel() + detect_apple()
     vm = psutil.virtual_memory()
     build = llama_build()
     notes: list[str] = []
+    if build.installed and build.gpu_offload:
+        probe = probe or cached_probe()
+        gpus = merge_backend_devices(gpus, probe.devices)
+        notes += backend_notes(gpus, probe, build.system_info)
     if not build.installed:
         notes.append("llama-cpp-python is not installed: models cannot be run or quantized")
     elif gpus and not build.gpu_offload:
-        notes.append("GPU found but this build is CPU-only: reinstall llama-cpp-python with GPU support "
-                     "(e.g. CMAKE_ARGS=-DGGML_CUDA=on) to use it")
+        notes.append("a GPU was found but this build of llama.cpp has no GPU backend: install QuantDesk's "
+                     "package, or build llama-cpp-python with Vulkan (see the README) to use it")
     if not gpus:
         notes.append("no supported GPU found: models run on the CPU")
     return Hardware(
@@ -178,6 +186,20 @@ def detect_hardware() -> Hardware:
         disk_free=int(shutil.disk_usage(models_dir()).free), gpu_offload_supported=build.gpu_offload,
         source="detected", notes=notes,
     )
+
+
+def backend_notes(gpus: list[GpuInfo], probe: BackendProbe, system_info: str) -> list[str]:
+    """Sentences for a GPU that is there but that llama.cpp's backend will not use, and why."""
+    if probe.error:
+        return [f"{probe.error}: models run on the CPU"]
+    unused = [g.name for g in gpus if not g.backend]
+    if not unused:
+        return []
+    if "vulkan" in system_info and not probe.gpus:
+        return [f"{', '.join(unused)} found, but llama.cpp's Vulkan backend sees no GPU: install the GPU's "
+                "Vulkan driver (Debian/Ubuntu: mesa-vulkan-drivers for AMD and Intel, the NVIDIA driver's "
+                "Vulkan ICD for NVIDIA)"]
+    return [f"{name} found, but no backend of this llama.cpp build drives it: models run elsewhere" for name in unused]
 
 
 def resolve_hardware(spec: str | None = None) -> Hardware:

@@ -32,6 +32,10 @@ class GpuInfo:
     cuda_version: str | None = None
     compute_capability: str | None = None
     unified_memory: bool = False
+    # The llama.cpp backend that drives it ("vulkan", "cuda", "metal") and its device name there
+    # ("Vulkan0"); None when no backend of this build sees it (or the machine is simulated).
+    backend: str | None = None
+    backend_device: str | None = None
 
 
 @dataclass
@@ -61,8 +65,13 @@ class Hardware:
 
     @property
     def usable_gpus(self) -> list[GpuInfo]:
-        """GPUs llama.cpp can use: none when the build is CPU-only."""
-        return self.gpus if self.gpu_offload_supported else []
+        """GPUs llama.cpp can use: none when the build is CPU-only; where the backend was asked
+        (any GPU carries a ``backend``), only the GPUs it drives."""
+        if not self.gpu_offload_supported:
+            return []
+        if any(g.backend for g in self.gpus):
+            return [g for g in self.gpus if g.backend]
+        return self.gpus
 
 
 def _int(data: dict[str, Any], key: str, where: str, default: int | None = None) -> int:
@@ -93,6 +102,8 @@ def hardware_from_json(data: Any, source: str = "file") -> Hardware:
             vram_used=g.get("vram_used"), driver=g.get("driver"), cuda_version=g.get("cuda_version"),
             compute_capability=g.get("compute_capability"),
             unified_memory=bool(g.get("unified_memory", vendor == "apple")),
+            backend=str(g["backend"]).lower() if g.get("backend") else None,
+            backend_device=str(g["backend_device"]) if g.get("backend_device") else None,
         ))
     cpu_data = data.get("cpu") or {}
     if not isinstance(cpu_data, dict):

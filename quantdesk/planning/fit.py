@@ -91,6 +91,12 @@ class Budget:
     gpu_bandwidth: float | None
     ram_bandwidth: float
     cpu_cores: int = 4
+    backend: str | None = None  # the llama.cpp backend of the GPUs ("vulkan", "cuda"), when known
+
+    @property
+    def gpu_runtime(self) -> str | None:
+        """What the GPU's runtime overhead is looked up by: its backend, else its vendor."""
+        return self.backend or self.vendor
 
     @classmethod
     def of(cls, hw: Hardware) -> "Budget":
@@ -101,7 +107,8 @@ class Budget:
         return cls(vram=vram, ram=ram, vendor=gpus[0].vendor if gpus else None,
                    unified=any(g.unified_memory for g in gpus),
                    gpu_bandwidth=float(min(bandwidths)) if bandwidths else (300e9 if gpus else None),
-                   ram_bandwidth=float(hw.ram_bandwidth or DEFAULT_RAM_BANDWIDTH), cpu_cores=hw.cpu.cores)
+                   ram_bandwidth=float(hw.ram_bandwidth or DEFAULT_RAM_BANDWIDTH), cpu_cores=hw.cpu.cores,
+                   backend=gpus[0].backend if gpus else None)
 
     def fits(self, m: Memory) -> bool:
         if self.unified:  # one pool: GPU buffers come out of the same RAM
@@ -135,7 +142,7 @@ def best_gpu_layers(model: ModelInfo, s: RunSettings, budget: Budget) -> tuple[i
         m = placement_memory(model, s, 0)
         return (0, m) if budget.fits(m) else None
     for k in range(model.n_layer + 1, -1, -1):
-        m = placement_memory(model, s, k, budget.vendor)
+        m = placement_memory(model, s, k, budget.gpu_runtime)
         if budget.fits(m):
             return k, m
     return None
@@ -149,7 +156,7 @@ def max_ctx_full_gpu(model: ModelInfo, s: RunSettings, budget: Budget) -> int | 
 
     def fits(ctx: int) -> bool:
         trial = dataclasses.replace(s, n_ctx=ctx)
-        return budget.fits(placement_memory(model, trial, full, budget.vendor))
+        return budget.fits(placement_memory(model, trial, full, budget.gpu_runtime))
 
     lo, hi = 0, max(1, (model.n_ctx_train or 131072) // 256)
     if not fits(256):

@@ -29,11 +29,17 @@ REPACK_ROW_MULTIPLE = 8
 # interpreter, numpy, llama-cpp-python and libllama with its CPU backend (measured: 49-57 MiB;
 # bench/plan_accuracy.py reports the measured figure alongside the prediction).
 PROCESS_BASE_RAM = 56 * MiB
-# What a GPU backend costs before any tensor: CUDA context, cuBLAS workspace and the pool.
-# Measured on an H100 with a CUDA build (docs/vram-h100.md): 598-615 MiB with quantized weights,
-# ~96 MiB more when float matrices are offloaded (cuBLAS on the float path); a bare CUDA context
-# alone is 518 MiB. Others are peers' reserves (Ollama: 457 MiB ROCm, 512 MiB Metal), unmeasured here.
-GPU_RUNTIME_OVERHEAD = {"nvidia": 600 * MiB, "amd": 600 * MiB, "apple": 512 * MiB, "intel": 512 * MiB, "other": 600 * MiB}
+# What a GPU backend costs before any tensor, by llama.cpp backend. CUDA: context, cuBLAS workspace
+# and the pool, measured on an H100 with a CUDA build (docs/vram-h100.md): 598-615 MiB with
+# quantized weights, ~96 MiB more when float matrices are offloaded; a bare CUDA context alone is
+# 518 MiB. Vulkan keeps no cuBLAS and no pool: what it holds beyond the buffers llama.cpp logs is
+# the driver's context and ggml-vulkan's staging and dequantization buffers, which depend on the
+# driver; no real card has been measured yet (docs/vulkan-memory.md), so the CUDA figure stands in
+# as the reserve until one is. Metal and ROCm: peers' reserves (Ollama: 512 MiB Metal, 457 MiB ROCm).
+# Vendors map to the backend a GPU gets when its backend is not known (a simulated machine).
+GPU_RUNTIME_OVERHEAD = {"cuda": 600 * MiB, "vulkan": 600 * MiB, "metal": 512 * MiB, "hip": 600 * MiB,
+                        "nvidia": 600 * MiB, "amd": 600 * MiB, "apple": 512 * MiB, "intel": 512 * MiB,
+                        "other": 600 * MiB}
 GPU_FLOAT_MATMUL_EXTRA = 96 * MiB
 # Host memory a GPU build's process holds beyond the CPU-only base (driver and runtime libraries,
 # pinned staging): measured 330 MiB with quantized weights, 400 MiB with float weights on the GPU.
@@ -135,7 +141,8 @@ def gpu_blocks(n_layer: int, gpu_layers: int) -> tuple[int, bool]:
 
 
 def placement_memory(model: ModelInfo, s: RunSettings, gpu_layers: int, gpu_vendor: str | None = None) -> Memory:
-    """Memory for ``gpu_layers`` offloaded layers on a ``gpu_vendor`` build (None: CPU-only build).
+    """Memory for ``gpu_layers`` offloaded layers on a GPU driven by ``gpu_vendor`` — a llama.cpp
+    backend ("vulkan", "cuda", "metal") or, where that is unknown, a vendor (None: CPU-only build).
 
     RAM is the steady state while generating: the process base, the span of the file that stays
     mapped for CPU tensors (llama.cpp unmaps only what lies outside the first and last CPU tensor),

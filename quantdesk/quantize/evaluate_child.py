@@ -28,6 +28,10 @@ def _logprobs(path: str, tokens: list[int] | None, text: str, n_tokens: int, thr
     """Evaluate ``tokens`` (or the first ``n_tokens`` of ``text``) and return per-position log-probs."""
     import llama_cpp  # lazy: importing this module stays cheap
 
+    from quantdesk.hardware.ggml_devices import load_backends
+
+    load_backends()  # a portable build registers its CPU variant only when asked
+
     n_ctx = max(64, n_tokens + 8)
     llm = llama_cpp.Llama(path, n_ctx=n_ctx, n_batch=min(512, n_ctx), logits_all=True, verbose=False,
                           n_threads=threads, n_threads_batch=threads, n_gpu_layers=0)

@@ -165,6 +165,10 @@ def main(argv: list[str]) -> int:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     import llama_cpp  # noqa: F401 - loaded before the job arrives: that is the point
 
+    from quantdesk.hardware.ggml_devices import load_backends
+
+    load_backends()  # a portable build registers its CPU variant only when asked
+
     line = argv[0] if argv else sys.stdin.readline()
     if not line.strip():
         return 0

@@ -49,7 +49,8 @@ def test_child_flag_refuses_modules_that_are_not_children():
                          capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 2 and out.stdout == "" and "not a QuantDesk child process" in out.stderr
     assert set(CHILD_MODULES) == {"quantdesk.chat.engine_child", "quantdesk.quantize.quantizer_child",
-                                  "quantdesk.quantize.evaluate_child"}
+                                  "quantdesk.quantize.evaluate_child", "quantdesk.hardware.backend_probe_child",
+                                  "quantdesk.chat.selftest"}
 
 
 @pytest.mark.skipif(os.name != "posix", reason="the stand-in app is a shell script")

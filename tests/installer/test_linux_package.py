@@ -67,7 +67,8 @@ def _no_network_prefix() -> list[str]:
 
 
 def run_installed(root: Path, *args: str, home: Path, cwd: Path, timeout: float = 300,
-                  quantdesk_home: bool = True, offline: bool = False) -> subprocess.CompletedProcess:
+                  quantdesk_home: bool = True, offline: bool = False, extra_env: dict[str, str] | None = None,
+                  prefix: list[str] | None = None, exe: Path | None = None) -> subprocess.CompletedProcess:
     """The installed command with nothing of this checkout or its venv in reach, and a fresh profile;
     ``offline``: with no network (see :func:`_no_network_prefix`)."""
     env = {k: v for k, v in os.environ.items()
@@ -77,13 +78,15 @@ def run_installed(root: Path, *args: str, home: Path, cwd: Path, timeout: float 
                XDG_CACHE_HOME=str(home / ".cache"), QT_QPA_PLATFORM="offscreen", PATH="/usr/bin:/bin")
     if quantdesk_home:
         env["QUANTDESK_HOME"] = str(home / "qd")
-    prefix: list[str] = []
+    env.update(extra_env or {})
+    prefix = list(prefix or [])
     if offline:
         env.pop("HF_ENDPOINT", None)  # the real hub's name: unresolvable with no network
-        prefix = _no_network_prefix()
-        if not prefix:
+        netns = _no_network_prefix()
+        prefix = netns + prefix
+        if not netns:
             env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # nothing listens on the discard port
-    return subprocess.run([*prefix, str(root / "usr" / "bin" / "quantdesk"), *args], capture_output=True, text=True,
+    return subprocess.run([*prefix, str(exe or root / "usr" / "bin" / "quantdesk"), *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=cwd)
 
 
@@ -95,7 +98,14 @@ def test_package_contents_and_sizes(built, installed):
     assert (installed / "usr/share/applications/io.github.quantdesk.QuantDesk.desktop").is_file()
     assert (installed / "usr/share/icons/hicolor/256x256/apps/io.github.quantdesk.QuantDesk.png").is_file()
     assert (lib / "_internal" / "resources" / "catalog.json").is_file()
-    assert list((lib / "_internal" / "llama_cpp" / "lib").glob("libllama.so*"))
+    llama_lib = lib / "_internal" / "llama_cpp" / "lib"
+    assert list(llama_lib.glob("libllama.so*"))
+    # portable llama.cpp: one CPU backend per instruction-set level, and the Vulkan backend
+    variants = sorted(p.name for p in llama_lib.glob("libggml-cpu-*.so"))
+    assert "libggml-cpu-haswell.so" in variants and "libggml-cpu-x64.so" in variants and len(variants) >= 10, variants
+    assert (llama_lib / "libggml-vulkan.so").is_file()
+    assert not list(lib.rglob("libvulkan.so*")), "the Vulkan loader must come from the system (libvulkan1)"
+    assert "libvulkan1" in fields
     paths = [str(p.relative_to(lib)) for p in lib.rglob("*")]
     for unwanted in ("Qt/translations", "QtNetwork", "WebEngine", "QtQml", "pytest", "PIL/", "hf_xet",
                      "tests/", "libqgtk3", "libcairo"):
@@ -158,7 +168,53 @@ def test_hw_json_from_the_installed_program(installed, tmp_path):
     data = json.loads(out.stdout)
     assert {"gpus", "ram_total", "ram_available", "cpu", "disk_free", "gpu_offload_supported"} <= set(data)
     assert data["cpu"]["threads"] >= 1 and data["ram_total"] > 0
-    assert data["gpu_offload_supported"] is False  # the bundled llama.cpp is this machine's CPU build
+    assert data["gpu_offload_supported"] is True  # the bundled llama.cpp has the Vulkan backend
+    assert all(g["backend"] is None for g in data["gpus"])  # no Vulkan device visible here: none it drives
+
+
+def _software_gpu_env() -> dict[str, str]:
+    from tests.support.software_gpu import software_gpu_env
+
+    return software_gpu_env(1)
+
+
+def test_the_installed_program_generates_on_an_emulated_haswell_cpu(installed, tmp_path):
+    """AVX2 and FMA but no AVX-512 (what most desktop CPUs have): the loader picks the haswell variant."""
+    qemu = shutil.which("qemu-x86_64")
+    if qemu is None:
+        pytest.fail("qemu-x86_64 is needed to prove the build portable (Debian: apt install qemu-user)")
+    exe = installed / "usr" / "lib" / "quantdesk" / "quantdesk"
+    out = run_installed(installed, "selftest", "--json", home=tmp_path, cwd=tmp_path, timeout=900,
+                        prefix=[qemu, "-cpu", "Haswell-v4"], exe=exe)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    result = json.loads(out.stdout)
+    assert result["ok"] and result["tokens"] == 8 and result["cpu_backend"] == "haswell", result
+    print(f"\nemulated Haswell: {result['summary']}, CPU variant {result['cpu_backend']}, "
+          f"{result['cpu_tokens_per_s']:.1f} tok/s under emulation")
+
+
+def test_the_installed_program_offloads_every_layer_to_a_vulkan_device(installed, tmp_path, tiny_model):
+    env = _software_gpu_env()
+    hw = json.loads(run_installed(installed, "hw", "--json", home=tmp_path, cwd=tmp_path, extra_env=env).stdout)
+    [gpu] = hw["gpus"]
+    assert (gpu["backend"], gpu["backend_device"]) == ("vulkan", "Vulkan0") and gpu["vram_total"] >= 2**30
+    out = run_installed(installed, "plan", str(tiny_model), "--ctx", "512", "--json", home=tmp_path, cwd=tmp_path,
+                        extra_env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    option = json.loads(out.stdout)["options"][0]
+    assert option["verdict"] == "full_gpu"
+    out = run_installed(installed, "chat", str(tiny_model), "--prompt", "hi", "--max-tokens", "4", "--ignore-eos",
+                        "--ctx", "512", "--seed", "1", "--json", home=tmp_path, cwd=tmp_path, extra_env=env,
+                        timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    reply = json.loads(out.stdout)
+    load = reply["load"]
+    assert reply["gpu_layers"] == load["total_layers"] == option["n_layers"] + 1
+    buffers, memory = load["buffers"], option["memory"]
+    for kind, predicted in (("model", memory["weights_gpu"]), ("KV", memory["kv_gpu"]),
+                            ("compute", memory["compute_gpu"])):
+        measured = buffers[f"Vulkan0 {kind}"]
+        assert abs(predicted - measured) <= 0.05 * measured, (kind, predicted, measured, buffers)
 
 
 def test_offline_catalog_recommends_for_this_machine_with_no_network(installed, tmp_path):

@@ -7,6 +7,8 @@ do not have in front of you.
 
 from __future__ import annotations
 
+import os
+
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 
@@ -16,6 +18,9 @@ from quantdesk.hardware.machine import Hardware, load_hardware_spec, preset_name
 DETECTED = "detected"
 OPEN_FILE = "file"
 REFRESH_MS = 2000
+# The llama.cpp self-test starts this long after the window appears (it loads native code and,
+# on a GPU, may compile shaders: never in the way of the first paint).
+SELFTEST_DELAY_MS = 1500
 
 
 def _bar(used: int, total: int, text: str, name: str) -> QProgressBar:
@@ -50,6 +55,15 @@ class HardwarePage(QWidget):
         self.picker.activated.connect(self._picked)
         header.addWidget(self.picker)
         self._layout.addLayout(header)
+        self.acceleration = QLabel("GPU acceleration: not checked yet")
+        self.acceleration.setAccessibleName("GPU acceleration")
+        self.acceleration.setWordWrap(True)
+        self.acceleration.setVisible(context is not None)
+        self._layout.addWidget(self.acceleration)
+        self.selftest_result = None
+        self._selftest_task = None
+        if context is not None and os.environ.get("QUANTDESK_NO_SELFTEST") != "1":
+            QTimer.singleShot(SELFTEST_DELAY_MS, self, self.run_selftest)
         self._content: list[QWidget] = []
         self.picks_box = None
         if context is not None:
@@ -114,6 +128,37 @@ class HardwarePage(QWidget):
     def _report(self, error, step: str) -> None:
         if self.context is not None:
             self.context.errors.report("Hardware", error, step)
+
+    # --- does llama.cpp really run here ----------------------------------------------------------
+    def run_selftest(self) -> None:
+        """Generate with a tiny model on the CPU and the GPU, in a child process (``quantdesk selftest``)."""
+        from quantdesk.gui.tasks import run_task
+
+        if self._selftest_task is not None:
+            return
+        self.acceleration.setText("GPU acceleration: checking (llama.cpp generates a few tokens)…")
+
+        def work(control):
+            from quantdesk.chat.selftest import selftest_in_child
+            from quantdesk.hardware.detect import detect_amd, detect_apple, detect_intel, detect_nvidia
+
+            seen = [g.name for g in detect_nvidia() + detect_amd() + detect_intel() + detect_apple()]
+            return selftest_in_child(seen, cancel=control.cancel_event)
+
+        def done(result) -> None:
+            self.selftest_result, self._selftest_task = result, None
+            text = result.summary + (f" — {result.problem}" if result.problem and result.problem not in result.summary else "")
+            self.acceleration.setText(("✓ " if result.ok and not result.problem else "⚠ ") + text)
+
+        def failed(exc: Exception) -> None:
+            self._selftest_task = None
+            self.acceleration.setText(f"⚠ GPU acceleration: the self-test could not run ({exc})")
+
+        self._selftest_task = run_task(work, done, failed, owner=self)
+
+    def stop_selftest(self) -> None:
+        if self._selftest_task is not None:
+            self._selftest_task.cancel()
 
     # --- live refresh ------------------------------------------------------------------------
     def _refresh(self) -> None:

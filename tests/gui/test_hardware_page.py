@@ -1,0 +1,28 @@
+"""Hardware page: the llama.cpp self-test runs in the background and says whether the GPU is used."""
+
+from __future__ import annotations
+
+from quantdesk.gui.pages.hardware import HardwarePage
+from tests.support.software_gpu import software_gpu  # noqa: F401 - fixture
+
+
+def _selftest_text(qtbot) -> tuple[HardwarePage, str]:
+    page = HardwarePage()
+    qtbot.addWidget(page)
+    page.run_selftest()
+    assert "checking" in page.acceleration.text()
+    qtbot.waitUntil(lambda: page.selftest_result is not None, timeout=300_000)
+    return page, page.acceleration.text()
+
+
+def test_the_cpu_self_test_says_llama_cpp_works_here(qtbot, monkeypatch):
+    monkeypatch.delenv("GGML_VK_VISIBLE_DEVICES", raising=False)
+    page, text = _selftest_text(qtbot)
+    assert page.selftest_result.ok and page.selftest_result.tokens == 8
+    assert text.startswith("✓ llama.cpp on the CPU") and "working; no GPU found" in text
+
+
+def test_with_a_gpu_the_page_says_which_backend_and_device_work(qtbot, software_gpu):
+    page, text = _selftest_text(qtbot)
+    assert page.selftest_result.ok and page.selftest_result.gpu_layers == page.selftest_result.total_layers
+    assert text.startswith("✓ GPU acceleration: Vulkan on llvmpipe") and text.endswith(": working")
