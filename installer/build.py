@@ -27,6 +27,37 @@ ROOT = appmeta.ROOT
 SPEC = ROOT / "installer" / "quantdesk.spec"
 
 
+# The GPU backend each installer ships (installer/build_llama.py builds it): Vulkan drives NVIDIA,
+# AMD and Intel GPUs on Linux and Windows; macOS has Metal.
+GPU_BACKEND = {"linux": "vulkan", "windows": "vulkan", "macos": "metal"}
+LIB_PATTERN = {"linux": "lib{}.so", "windows": "{}.dll", "macos": "lib{}.dylib"}
+
+
+def check_llama_runtime(target: str, lib_dir: Path | None = None) -> list[str]:
+    """What is wrong with the llama-cpp-python this bundle would ship; empty when it is portable.
+
+    pip's own source build is ``-march=native`` and CPU-only: bundled, it dies with SIGILL on CPUs
+    older than the build machine's and never uses a GPU. (macOS builds for Apple's own chips, which
+    need no CPU variants.)"""
+    if lib_dir is None:
+        import importlib.util
+
+        spec = importlib.util.find_spec("llama_cpp")
+        if spec is None or not spec.submodule_search_locations:
+            return ["llama-cpp-python is not installed"]
+        lib_dir = Path(next(iter(spec.submodule_search_locations))) / "lib"
+    names = {p.name for p in lib_dir.iterdir()} if lib_dir.is_dir() else set()
+    pattern = LIB_PATTERN[target]
+    variant_prefix = pattern.format("ggml-cpu-").rsplit(".", 1)[0]
+    problems = []
+    if target != "macos" and not any(n.startswith(variant_prefix) for n in names):
+        problems.append("no CPU backend variants (a -march=native build, which crashes on older CPUs)")
+    gpu_lib = pattern.format(f"ggml-{GPU_BACKEND[target]}")
+    if gpu_lib not in names:
+        problems.append(f"no {GPU_BACKEND[target]} backend ({gpu_lib})")
+    return problems
+
+
 def run_pyinstaller(dist: Path, work: Path) -> None:
     """The spec, with this source tree first on the path, whatever copy of quantdesk is installed."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
@@ -116,6 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.target != HOST:
         parser.error(f"PyInstaller builds only for the OS it runs on; this is {HOST or sys.platform}")
+    problems = check_llama_runtime(args.target)
+    if problems:
+        raise SystemExit("the installed llama-cpp-python is not the portable build the installers ship: "
+                         + "; ".join(problems) + f". Build and install it first: python installer/build_llama.py "
+                         f"--gpu {GPU_BACKEND[args.target]} --install")
     meta = appmeta.load()
     dist, work = args.dist.resolve(), args.work.resolve()
     t0 = time.monotonic()

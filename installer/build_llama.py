@@ -43,6 +43,32 @@ DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 VULKAN_DEB_PACKAGES = "glslc libvulkan-dev spirv-headers"
 # Installs the CPU variant libraries, which llama-cpp-python's own CMakeLists leaves out of the wheel.
 CPU_VARIANTS_CMAKE = Path(__file__).resolve().with_name("llama_cpu_variants.cmake")
+# A GGML_BACKEND_DL build registers no backend until asked, and llama.cpp then refuses every model
+# ("no backends are loaded"). llama.cpp's own programs ask at start; llama-cpp-python does not, so
+# its library loader is taught to, right after it opens libllama: any `import llama_cpp` works.
+LOADER_FILE = "llama_cpp/llama_cpp.py"
+LOADER_ANCHOR = "_lib = load_shared_library(_lib_base_name, _base_path)\n"
+LOADER_PATCH = """
+# Added by QuantDesk's installer/build_llama.py: this build ships its backends (the CPU variants,
+# Vulkan/CUDA) as libraries; register them now, as llama.cpp's own programs do at start. Looked up
+# through libllama, so they reach the libggml copy it links (the wheel also holds libggml.so as a
+# separate file, a second copy with a registry of its own); Windows finds them only in ggml.dll.
+_ggml_lib = _lib if hasattr(_lib, "ggml_backend_load_all_from_path") else load_shared_library("ggml", _base_path)
+_ggml_lib.ggml_backend_reg_count.restype = ctypes.c_size_t
+_ggml_lib.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
+_ggml_lib.ggml_backend_load_all_from_path.restype = None
+# Registration logs each backend it loads ("ggml_vulkan: No devices found.") to stderr before
+# llama-cpp-python installs its own logger: keep only warnings and errors (ggml levels 3 and 4).
+@ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+def _quantdesk_registration_log(level, text, user_data):
+    if level in (3, 4) and text:
+        import sys
+        sys.stderr.write(text.decode("utf-8", "replace"))
+_ggml_lib.ggml_log_set.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+_ggml_lib.ggml_log_set(ctypes.cast(_quantdesk_registration_log, ctypes.c_void_p), None)
+if _ggml_lib.ggml_backend_reg_count() == 0:
+    _ggml_lib.ggml_backend_load_all_from_path(str(_base_path).encode())
+"""
 
 
 def cache_dir() -> Path:
@@ -70,6 +96,20 @@ def sdist(work: Path) -> Path:
     with tarfile.open(work / f"llama_cpp_python-{LLAMA_CPP_PYTHON}.tar.gz") as tar:
         tar.extractall(work, filter="data")
     return src
+
+
+def register_backends_on_import(src: Path) -> None:
+    """Apply LOADER_PATCH to the unpacked source (see there why), always to the file as shipped.
+
+    The source is unpacked once and kept: an earlier build's patch is replaced, never stacked."""
+    loader = src / LOADER_FILE
+    pristine = loader.with_name(loader.name + ".orig")
+    if not pristine.is_file():
+        shutil.copyfile(loader, pristine)
+    text = pristine.read_text()
+    if LOADER_ANCHOR not in text:
+        fail(f"{LOADER_FILE} of llama-cpp-python {LLAMA_CPP_PYTHON} no longer opens libllama as expected")
+    loader.write_text(text.replace(LOADER_ANCHOR, LOADER_ANCHOR + LOADER_PATCH, 1))
 
 
 def system_headers_ok() -> bool:
@@ -141,24 +181,38 @@ def cmake_args(gpu: str, work: Path) -> list[str]:
     return args
 
 
+def _digest(*parts: str) -> str:
+    return hashlib.sha256(" ".join([LLAMA_CPP_PYTHON, sys.platform, *parts]).encode()).hexdigest()[:12]
+
+
+def cache_key(gpu: str, args: list[str]) -> str:
+    """The cached wheel's folder name: everything that changes what the wheel contains."""
+    return f"{LLAMA_CPP_PYTHON}-{gpu}-{_digest(*args, LOADER_PATCH, CPU_VARIANTS_CMAKE.read_text())}"
+
+
+def build_key(gpu: str, args: list[str]) -> str:
+    """The kept CMake folder's name: only what the compiled code depends on (not the Python patch)."""
+    return f"{gpu}-{_digest(*args, CPU_VARIANTS_CMAKE.read_text())}"
+
+
 def build(gpu: str) -> Path:
     work = cache_dir()
     work.mkdir(parents=True, exist_ok=True)
     args = cmake_args(gpu, work)
-    key = hashlib.sha256(" ".join([LLAMA_CPP_PYTHON, sys.platform, *args]).encode()).hexdigest()[:12]
-    out = work / "wheels" / f"{LLAMA_CPP_PYTHON}-{gpu}-{key}"
+    out = work / "wheels" / cache_key(gpu, args)
     found = sorted(out.glob("llama_cpp_python-*.whl")) if out.is_dir() else []
     if found:
         print(f"build_llama: cached {found[-1]}", flush=True)
         return found[-1]
     src = sdist(work)
+    register_backends_on_import(src)
     env = dict(os.environ, CMAKE_ARGS=" ".join(args),
                CMAKE_BUILD_PARALLEL_LEVEL=os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2)))
     print(f"build_llama: building llama-cpp-python {LLAMA_CPP_PYTHON} with {env['CMAKE_ARGS']}", flush=True)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     # A kept build folder: a rebuild after a failure or an option change compiles only what changed.
-    build_dir = work / "cmake-build" / f"{gpu}-{key}"
+    build_dir = work / "cmake-build" / build_key(gpu, args)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "-w", str(tmp),
                     f"--config-settings=build-dir={build_dir}", str(src)], check=True, env=env)
     check_wheel(tmp)
@@ -172,9 +226,12 @@ def check_wheel(folder: Path) -> None:
 
     wheel = next(folder.glob("llama_cpp_python-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    variants = sorted(n.rsplit("/", 1)[-1] for n in names if re.search(r"ggml-cpu-[a-z0-9_]+\.(so|dll|dylib)$", n))
+    variants = sorted({n.rsplit("/", 1)[-1] for n in names
+                       if re.search(r"llama_cpp/lib/(lib)?ggml-cpu-[a-z0-9_]+\.(so|dll|dylib)$", n)})
     if not variants:
         fail(f"{wheel.name} has no CPU backend variants: the portable build is broken")
+    if any(re.search(r"llama_cpp/lib/(lib)?ggml-cpu-sapphirerapids\.", n) for n in names):
+        fail(f"{wheel.name} ships the AMX CPU variant (sapphirerapids), which crashes: see llama_cpu_variants.cmake")
     print(f"build_llama: {len(variants)} CPU variants: {', '.join(variants)}", flush=True)
 
 

@@ -38,8 +38,9 @@ QT_TOP_DROPS = frozenset({"opengl32sw", "d3dcompiler_47"})
 
 # Libraries that must come from the system, never from the bundle. The Vulkan loader finds the
 # GPU's driver (ICD) through the system's own configuration and must match it; the .deb depends
-# on libvulkan1 instead (installer/linux_deb.py).
-SYSTEM_ONLY = frozenset({"libvulkan.so.1", "libvulkan.so"})
+# on libvulkan1 instead (installer/linux_deb.py), and on Windows every GPU driver installs
+# vulkan-1.dll into System32.
+SYSTEM_ONLY = frozenset({"libvulkan.so.1", "libvulkan.so", "vulkan-1.dll"})
 
 
 def qt_path(dest: str) -> str | None:

@@ -16,6 +16,7 @@ os.environ["QUANTDESK_NO_SELFTEST"] = "1"  # nor start llama.cpp on their own (t
 import pytest  # noqa: E402
 
 from tests.support import gguf_factory as factory  # noqa: E402
+from tests.support.software_gpu import software_gpu, two_software_gpus  # noqa: E402, F401 - fixtures: GPU tests
 
 
 @pytest.fixture(autouse=True)

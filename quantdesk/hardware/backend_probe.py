@@ -29,6 +29,7 @@ class BackendProbe:
     devices: list[BackendDevice] = field(default_factory=list)
     cpu_variant: str | None = None
     error: str | None = None  # a sentence when the probe itself failed
+    process_ram: int | None = None  # resident bytes of a llama.cpp process here before any model
 
     @property
     def gpus(self) -> list[BackendDevice]:
@@ -59,7 +60,8 @@ def run_probe(timeout: float = PROBE_TIMEOUT_S) -> BackendProbe:
         return BackendProbe(error=why)
     data = json.loads(lines[-1])
     return BackendProbe(devices=[BackendDevice(**d) for d in data.get("devices", [])],
-                        cpu_variant=data.get("cpu_variant"))
+                        cpu_variant=data.get("cpu_variant"),
+                        process_ram=int(data["process_ram"]) if data.get("process_ram") else None)
 
 
 @functools.lru_cache(maxsize=1)

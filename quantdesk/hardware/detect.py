@@ -169,10 +169,12 @@ def detect_hardware(probe: BackendProbe | None = None) -> Hardware:
     vm = psutil.virtual_memory()
     build = llama_build()
     notes: list[str] = []
+    process_ram = None
     if build.installed and build.gpu_offload:
         probe = probe or cached_probe()
         gpus = merge_backend_devices(gpus, probe.devices)
         notes += backend_notes(gpus, probe, build.system_info)
+        process_ram = probe.process_ram
     if not build.installed:
         notes.append("llama-cpp-python is not installed: models cannot be run or quantized")
     elif gpus and not build.gpu_offload:
@@ -184,7 +186,7 @@ def detect_hardware(probe: BackendProbe | None = None) -> Hardware:
         gpus=gpus, ram_total=int(vm.total), ram_available=int(vm.available),
         swap_total=int(psutil.swap_memory().total), cpu=detect_cpu(),
         disk_free=int(shutil.disk_usage(models_dir()).free), gpu_offload_supported=build.gpu_offload,
-        source="detected", notes=notes,
+        llama_process_ram=process_ram, source="detected", notes=notes,
     )
 
 
@@ -199,7 +201,7 @@ def backend_notes(gpus: list[GpuInfo], probe: BackendProbe, system_info: str) ->
         return [f"{', '.join(unused)} found, but llama.cpp's Vulkan backend sees no GPU: install the GPU's "
                 "Vulkan driver (Debian/Ubuntu: mesa-vulkan-drivers for AMD and Intel, the NVIDIA driver's "
                 "Vulkan ICD for NVIDIA)"]
-    return [f"{name} found, but no backend of this llama.cpp build drives it: models run elsewhere" for name in unused]
+    return [f"{name} found, but no backend of this llama.cpp build drives it: models do not use it" for name in unused]
 
 
 def resolve_hardware(spec: str | None = None) -> Hardware:

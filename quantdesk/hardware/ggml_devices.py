@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 GGML_LIBRARY = {"win32": "ggml.dll", "darwin": "libggml.dylib"}.get(sys.platform, "libggml.so")
+LLAMA_LIBRARY = {"win32": "llama.dll", "darwin": "libllama.dylib"}.get(sys.platform, "libllama.so")
 DEVICE_TYPES = {0: "cpu", 1: "gpu", 2: "igpu", 3: "accel", 4: "meta"}
 # ggml's registry names, as llama.cpp logs them ("Vulkan0 model buffer size"), to the names hw --json uses.
 BACKEND_NAMES = {"CUDA": "cuda", "Vulkan": "vulkan", "Metal": "metal", "ROCm": "hip", "HIP": "hip",
@@ -58,8 +59,18 @@ def llama_lib_dir() -> Path | None:
 
 
 def _ggml(lib_dir: Path) -> ctypes.CDLL:
-    """libggml, the same handle llama-cpp-python's ``_ggml`` module opens (the loader keeps one copy)."""
-    lib = ctypes.CDLL(str(lib_dir / GGML_LIBRARY), mode=getattr(ctypes, "RTLD_GLOBAL", 0))
+    """libggml's functions from the very copy libllama uses.
+
+    A wheel stores ``libggml.so``, ``libggml.so.0`` and ``libggml.so.0.25.3`` as three files (a zip
+    has no links) and libllama links ``libggml.so.0``: opening another by its path loads a second
+    copy with its own empty registry, and models then find no backend at all. Looked up through
+    libllama's handle, the functions come from its own copy (``dlsym`` searches a library's
+    dependencies). Windows' lookup does not, and there ``ggml.dll`` is one file.
+    """
+    mode = getattr(ctypes, "RTLD_GLOBAL", 0)
+    lib = ctypes.CDLL(str(lib_dir / LLAMA_LIBRARY), mode=mode)
+    if not hasattr(lib, "ggml_backend_reg_count"):
+        lib = ctypes.CDLL(str(lib_dir / GGML_LIBRARY), mode=mode)
     vp, sz = ctypes.c_void_p, ctypes.c_size_t
     signatures = {
         "ggml_backend_reg_count": ([], sz), "ggml_backend_load_all_from_path": ([ctypes.c_char_p], None),
@@ -68,6 +79,7 @@ def _ggml(lib_dir: Path) -> ctypes.CDLL:
         "ggml_backend_dev_memory": ([vp, ctypes.POINTER(sz), ctypes.POINTER(sz)], None),
         "ggml_backend_dev_type": ([vp], ctypes.c_int), "ggml_backend_dev_backend_reg": ([vp], vp),
         "ggml_backend_reg_name": ([vp], ctypes.c_char_p), "ggml_backend_dev_get_props": ([vp, vp], None),
+        "ggml_backend_reg_get": ([sz], vp),
     }
     for name, (args, result) in signatures.items():
         fn = getattr(lib, name)
@@ -128,6 +140,17 @@ def list_devices(lib_dir: Path | None = None) -> list[BackendDevice]:
             memory_free=int(free.value), memory_total=int(total.value),
             device_id=_text(props.device_id) or None))
     return devices
+
+
+def registered_backends(lib_dir: Path | None = None) -> list[str]:
+    """The backends this build registered ("vulkan", "cpu"…), whether or not they found a device."""
+    lib_dir = lib_dir or llama_lib_dir()
+    if lib_dir is None:
+        return []
+    load_backends(lib_dir)
+    lib = _ggml(lib_dir)
+    names = (_text(lib.ggml_backend_reg_name(lib.ggml_backend_reg_get(i))) for i in range(lib.ggml_backend_reg_count()))
+    return [BACKEND_NAMES.get(name, name.lower()) for name in names]
 
 
 def cpu_variant() -> str | None:

@@ -62,6 +62,13 @@ def imported_build() -> LlamaBuild:
         gpu = bool(llama_cpp.llama_supports_gpu_offload())
     except Exception:
         gpu = False
+    if not gpu:  # a portable build says "no" when its GPU backend found no device on this machine
+        from quantdesk.hardware.ggml_devices import registered_backends  # noqa: PLC0415 - native code
+
+        try:
+            gpu = any(name in GPU_BACKENDS for name in registered_backends())
+        except (OSError, AttributeError):
+            gpu = False
     try:
         info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
     except Exception:

@@ -57,6 +57,9 @@ class Hardware:
     gpu_offload_supported: bool
     # Extensions beyond the contract (readers must tolerate their absence):
     ram_bandwidth: int | None = None
+    # Resident memory of a llama.cpp process on this machine before any model, as the backend
+    # probe measured it (GPU drivers mapped in); None: the planner's measured CPU-build constant.
+    llama_process_ram: int | None = None
     source: str = "detected"
     notes: list[str] = field(default_factory=list)
 
@@ -123,6 +126,7 @@ def hardware_from_json(data: Any, source: str = "file") -> Hardware:
         disk_free=_int(data, "disk_free", "", 0),
         gpu_offload_supported=bool(data.get("gpu_offload_supported", bool(gpus))),
         ram_bandwidth=int(ram_bw) if ram_bw else None,
+        llama_process_ram=(_int(data, "llama_process_ram", "") or None) if data.get("llama_process_ram") is not None else None,
         source=str(data.get("source", source)) if source == "file" else source,
         notes=[str(n) for n in data.get("notes", [])],
     )

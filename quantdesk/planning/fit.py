@@ -92,6 +92,7 @@ class Budget:
     ram_bandwidth: float
     cpu_cores: int = 4
     backend: str | None = None  # the llama.cpp backend of the GPUs ("vulkan", "cuda"), when known
+    process_ram: int | None = None  # a model process's base RAM as measured here (Hardware.llama_process_ram)
 
     @property
     def gpu_runtime(self) -> str | None:
@@ -108,7 +109,7 @@ class Budget:
                    unified=any(g.unified_memory for g in gpus),
                    gpu_bandwidth=float(min(bandwidths)) if bandwidths else (300e9 if gpus else None),
                    ram_bandwidth=float(hw.ram_bandwidth or DEFAULT_RAM_BANDWIDTH), cpu_cores=hw.cpu.cores,
-                   backend=gpus[0].backend if gpus else None)
+                   backend=gpus[0].backend if gpus else None, process_ram=hw.llama_process_ram)
 
     def fits(self, m: Memory) -> bool:
         if self.unified:  # one pool: GPU buffers come out of the same RAM
@@ -139,10 +140,10 @@ def load_args(s: RunSettings, gpu_layers: int) -> dict[str, Any]:
 def best_gpu_layers(model: ModelInfo, s: RunSettings, budget: Budget) -> tuple[int, Memory] | None:
     """Largest k in 0..n_layer+1 that fits, with its memory; None when even CPU-only does not."""
     if budget.vendor is None:
-        m = placement_memory(model, s, 0)
+        m = placement_memory(model, s, 0, process_ram=budget.process_ram)
         return (0, m) if budget.fits(m) else None
     for k in range(model.n_layer + 1, -1, -1):
-        m = placement_memory(model, s, k, budget.gpu_runtime)
+        m = placement_memory(model, s, k, budget.gpu_runtime, budget.process_ram)
         if budget.fits(m):
             return k, m
     return None
@@ -156,7 +157,7 @@ def max_ctx_full_gpu(model: ModelInfo, s: RunSettings, budget: Budget) -> int | 
 
     def fits(ctx: int) -> bool:
         trial = dataclasses.replace(s, n_ctx=ctx)
-        return budget.fits(placement_memory(model, trial, full, budget.gpu_runtime))
+        return budget.fits(placement_memory(model, trial, full, budget.gpu_runtime, budget.process_ram))
 
     lo, hi = 0, max(1, (model.n_ctx_train or 131072) // 256)
     if not fits(256):
@@ -196,7 +197,7 @@ def plan_model(model: ModelInfo, hw: Hardware, ctx: int | None = None, kv_type: 
     found = best_gpu_layers(model, s, budget)
     n = model.n_layer
     if found is None:
-        k, m, verdict = 0, placement_memory(model, s, 0), "no_fit"
+        k, m, verdict = 0, placement_memory(model, s, 0, process_ram=budget.process_ram), "no_fit"
     else:
         k, m = found
         verdict = "full_gpu" if k == n + 1 else "partial" if k > 0 else "cpu_only"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from quantdesk.gui.pages.hardware import HardwarePage
-from tests.support.software_gpu import software_gpu  # noqa: F401 - fixture
 
 
 def _selftest_text(qtbot) -> tuple[HardwarePage, str]:

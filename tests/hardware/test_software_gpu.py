@@ -9,7 +9,6 @@ import sys
 from quantdesk.base.child_process import child_env
 from quantdesk.hardware.backend_probe import run_probe
 from quantdesk.hardware.detect import detect_hardware
-from tests.support.software_gpu import software_gpu, two_software_gpus  # noqa: F401 - fixtures
 
 
 def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:

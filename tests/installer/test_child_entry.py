@@ -80,5 +80,7 @@ def test_a_frozen_parent_chats_and_quantizes_through_its_own_binary(tmp_path, ti
     out = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.startswith("ok") and (tmp_path / "out.gguf").stat().st_size > 0
+    # the quantizer's pre-flight detects the machine, which asks the GPU backend in a child too
     assert calls.read_text().splitlines() == ["--child quantdesk.chat.engine_child",
+                                              "--child quantdesk.hardware.backend_probe_child",
                                               "--child quantdesk.quantize.quantizer_child"]

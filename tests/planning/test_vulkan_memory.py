@@ -15,7 +15,6 @@ from quantdesk.hardware.detect import detect_hardware
 from quantdesk.planning.fit import settings_for
 from quantdesk.planning.memory_model import placement_memory
 from tests.support import gguf_factory as factory
-from tests.support.software_gpu import software_gpu  # noqa: F401 - fixture
 
 TOLERANCE = 0.05
 
@@ -49,3 +48,21 @@ def test_gpu_buffers_match_the_plan_within_5_percent(software_gpu, medium_f16, t
             "compute": (predicted.compute_gpu, measured["compute"])}
     assert all(_close(p, m) for p, m in rows.values()), {kind: (p, m, f"{(p - m) / max(m, 1):+.1%}")
                                                          for kind, (p, m) in rows.items()}
+
+
+def test_two_devices_split_the_layers_and_together_hold_the_planned_weights(two_software_gpus, medium_f16, tmp_path):
+    hw = detect_hardware()
+    assert [g.backend_device for g in hw.usable_gpus] == ["Vulkan0", "Vulkan1"]
+    k = factory.MEDIUM.n_layer + 1
+    engine, _ = start_model(medium_f16, hw, ctx=1024, gpu_layers=k, log_path=tmp_path / "engine.log")
+    try:
+        report = engine.report
+    finally:
+        engine.stop()
+    model = {d: report.buffers.get(f"{d} model", 0) for d in ("Vulkan0", "Vulkan1")}
+    assert report.gpu_layers == k and all(model.values()), report.buffers
+    info = load_model_info(medium_f16)
+    predicted = placement_memory(info, settings_for(info, 1024, "f16", repack=False), k, "vulkan")
+    assert _close(predicted.weights_gpu, sum(model.values())), (predicted.weights_gpu, model)
+    kv = sum(report.buffers.get(f"{d} KV", 0) for d in ("Vulkan0", "Vulkan1"))
+    assert _close(predicted.kv_gpu, kv), (predicted.kv_gpu, kv)
