@@ -17,22 +17,22 @@ import os
 import tempfile
 from pathlib import Path
 
-import _common  # noqa: F401 - sets sys.path
+from _common import quantized_model  # noqa: F401 - sets sys.path
 
 from tests.support import gguf_factory as factory
 from tests.support.software_gpu import software_gpu_env
 
 BIG_VOCAB = factory.scaled(factory.SMALL, n_vocab=32768, name="bigvocab")
-# (shape, context, flash attention, micro-batch, offloaded layers or "all")
+S, M, W, B = factory.SMALL, factory.MEDIUM, factory.WIDE, BIG_VOCAB
+# (shape, weights, context, flash attention, micro-batch, offloaded layers or "all")
 CASES = [
-    (factory.SMALL, 512, True, 512, "all"), (factory.SMALL, 4096, True, 512, "all"),
-    (factory.SMALL, 1024, True, 256, "all"), (factory.MEDIUM, 1024, True, 512, "all"),
-    (factory.MEDIUM, 4096, True, 512, "all"), (factory.MEDIUM, 1024, False, 512, "all"),
-    (factory.MEDIUM, 2048, False, 512, "all"), (factory.WIDE, 1024, True, 512, "all"),
-    (BIG_VOCAB, 1024, True, 512, "all"), (BIG_VOCAB, 1024, False, 512, "all"),
-    (factory.MEDIUM, 1024, True, 512, 4), (factory.MEDIUM, 2048, True, 512, 4),
-    (factory.MEDIUM, 1024, True, 256, 4), (factory.SMALL, 1024, True, 512, 3),
-    (factory.WIDE, 1024, True, 512, 4), (BIG_VOCAB, 1024, True, 512, 3),
+    (S, "F16", 512, True, 512, "all"), (S, "F16", 4096, True, 512, "all"), (S, "F16", 1024, True, 256, "all"),
+    (M, "F16", 1024, True, 512, "all"), (M, "F16", 4096, True, 512, "all"), (M, "F16", 1024, False, 512, "all"),
+    (M, "F16", 2048, False, 512, "all"), (W, "F16", 1024, True, 512, "all"), (B, "F16", 1024, True, 512, "all"),
+    (B, "F16", 1024, False, 512, "all"), (M, "Q4_K_M", 1024, True, 512, "all"),
+    (M, "F16", 1024, True, 512, 4), (M, "F16", 2048, True, 512, 4), (M, "F16", 1024, True, 256, 4),
+    (M, "F16", 1024, True, 512, 1), (S, "F16", 1024, True, 512, 3), (W, "F16", 1024, True, 512, 4),
+    (B, "F16", 1024, True, 512, 3), (M, "Q4_K_M", 1024, True, 512, 4), (W, "Q8_0", 1024, True, 512, 4),
 ]
 
 
@@ -52,12 +52,10 @@ def main() -> int:
     hw = detect_hardware()
     gpu = hw.usable_gpus[0]
     print(f"# Vulkan buffers on {gpu.name}; predicted vs logged (MiB)")
-    print(f"{'model':9} {'ctx':>5} {'fa':>3} {'ub':>4} {'layers':>6} {'part':8} {'pred':>8} {'logged':>8} {'error':>7}")
+    print(f"{'model':9} {'weights':7} {'ctx':>5} {'fa':>3} {'ub':>4} {'layers':>6} {'part':8} {'pred':>8} {'logged':>8} {'error':>7}")
     with tempfile.TemporaryDirectory() as tmp:
-        for shape, ctx, fa, ub, layers in CASES:
-            path = Path(tmp) / f"{shape.name}.gguf"
-            if not path.exists():
-                factory.write_model(path, shape, "F16")
+        for shape, quant, ctx, fa, ub, layers in CASES:
+            path = quantized_model(shape, quant)
             info = load_model_info(path)
             k = shape.n_layer + 1 if layers == "all" else layers
             planned = plan_load(path, hw, ctx, "f16", k, None)
@@ -74,7 +72,7 @@ def main() -> int:
             for part, value in rows:
                 measured = logged.get(f"{gpu.backend_device} {part}", 0)
                 error = f"{(value - measured) / measured:+.1%}" if measured else "n/a"
-                print(f"{shape.name:9} {ctx:5} {'on' if fa else 'off':>3} {ub:4} {k:6} {part:8} "
+                print(f"{shape.name:9} {quant:7} {ctx:5} {'on' if fa else 'off':>3} {ub:4} {k:6} {part:8} "
                       f"{value / MiB:8.2f} {measured / MiB:8.2f} {error:>7}", flush=True)
     return 0
 

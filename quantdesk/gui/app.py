@@ -207,6 +207,11 @@ class MainWindow(QMainWindow):
         after it is shown), beyond what the thread pool is running now."""
         return any(getattr(page, "background_busy", lambda: False)() for page in self._built.values())
 
+    def pages_pending(self) -> bool:
+        """Pages not built yet (they are built one by one after the first paint; each can widen the
+        window's minimum size, so a screenshot waits for all of them)."""
+        return len(self._built) < len(PAGES)
+
     def _settle_heap(self) -> None:
         """Once start-up work is done (pages built, the Hardware page's picks planned), move what is alive
         — modules, classes, pages, the planner's caches: all of it lives as long as the window — out of
@@ -350,7 +355,8 @@ def _screenshot(app: QApplication, window: MainWindow, path: str, settle: float 
     pool, deadline = QThreadPool.globalInstance(), time.monotonic() + 60
     while True:  # background work may start more (a search's answer plans its first result)
         app.processEvents()
-        if time.monotonic() > deadline or (pool.activeThreadCount() == 0 and not window.background_busy()):
+        if time.monotonic() > deadline or (pool.activeThreadCount() == 0 and not window.background_busy()
+                                                and not window.pages_pending()):
             break
         pool.waitForDone(100)
     deadline = time.monotonic() + settle

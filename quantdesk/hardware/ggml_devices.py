@@ -110,8 +110,19 @@ def load_backends(lib_dir: Path | None = None) -> bool:
     lib = _ggml(lib_dir)
     if lib.ggml_backend_reg_count() > 0:
         return False
+    if hasattr(lib, "ggml_log_set"):  # until llama-cpp-python installs its own logger
+        lib.ggml_log_set.argtypes, lib.ggml_log_set.restype = [ctypes.c_void_p, ctypes.c_void_p], None
+        lib.ggml_log_set(ctypes.cast(_registration_log, ctypes.c_void_p), None)
     lib.ggml_backend_load_all_from_path(str(lib_dir).encode())
     return True
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+def _registration_log(level: int, text: bytes | None, user_data: int | None) -> None:
+    """ggml's log while backends register: each says it loaded ("ggml_vulkan: No devices found.")
+    on stderr, where a CLI's one-sentence error would drown; warnings and errors (3, 4) stay."""
+    if level in (3, 4) and text:
+        sys.stderr.write(text.decode("utf-8", "replace"))
 
 
 def _text(value: bytes | None) -> str:

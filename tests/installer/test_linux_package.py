@@ -23,8 +23,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 2**20
-# Budgets that catch a dependency or a Qt module creeping in (measured: ~199 MiB and ~60 MiB).
-BUNDLE_BUDGET, DEB_BUDGET = 240 * MiB, 80 * MiB
+# Budgets that catch a dependency or a Qt module creeping in (measured 2026-12-03: 242.5 MiB and
+# 64.7 MiB, of which llama.cpp 51 MiB: the Vulkan backend 27 MiB, nearly all compiled shaders, and
+# 13 CPU variants 17 MiB).
+BUNDLE_BUDGET, DEB_BUDGET = 280 * MiB, 90 * MiB
 
 pytestmark = [
     pytest.mark.slow,
@@ -123,19 +125,6 @@ def _image(path: Path):
     return image
 
 
-def _differing_pixels(a, b) -> float:
-    """The share of sampled pixels that differ; windows of different sizes differ entirely."""
-    if (a.width(), a.height()) != (b.width(), b.height()):
-        return 1.0
-    step = 4
-    total = differ = 0
-    for y in range(0, a.height(), step):
-        for x in range(0, a.width(), step):
-            total += 1
-            differ += a.pixel(x, y) != b.pixel(x, y)
-    return differ / total
-
-
 def test_first_run_offline_creates_the_data_folder_and_opens_on_the_hardware_page_with_picks(installed, tmp_path):
     def first_run(name: str, *page: str) -> tuple[Path, Path]:
         home = tmp_path / name
@@ -157,9 +146,15 @@ def test_first_run_offline_creates_the_data_folder_and_opens_on_the_hardware_pag
     assert shot.width() >= 800 and shot.height() >= 500
     colors = {shot.pixel(x, y) for y in range(0, shot.height(), 7) for x in range(0, shot.width(), 7)}
     assert len(colors) > 20, "the window rendered blank"
-    # It opens on the Hardware page (a few pixels differ: the RAM available moves), not on the Plan page.
-    assert _differing_pixels(shot, _image(first_run("hardware", "--page", "hardware")[1])) < 0.02
-    assert _differing_pixels(shot, _image(first_run("plan", "--page", "plan")[1])) > 0.05
+    # It opens on the Hardware page, not on the Plan page: judged by the text the window shows (only
+    # the RAM available moves), since the window's width is not yet the same from run to run (a page
+    # built late can widen its minimum: issue 16).
+    def without_ram(name: str) -> list[str]:
+        return [line for line in (tmp_path / f"{name}.txt").read_text().splitlines() if not line.startswith("RAM:")]
+
+    first_run("hardware", "--page", "hardware")
+    first_run("plan", "--page", "plan")
+    assert without_ram("first") == without_ram("hardware") != without_ram("plan")
 
 
 def test_hw_json_from_the_installed_program(installed, tmp_path):
@@ -183,9 +178,14 @@ def test_the_installed_program_generates_on_an_emulated_haswell_cpu(installed, t
     qemu = shutil.which("qemu-x86_64")
     if qemu is None:
         pytest.fail("qemu-x86_64 is needed to prove the build portable (Debian: apt install qemu-user)")
-    exe = installed / "usr" / "lib" / "quantdesk" / "quantdesk"
+    lib = installed / "usr" / "lib" / "quantdesk"
+    # PyInstaller's bootloader sets up its environment and executes itself again; qemu-user cannot
+    # follow an execve (the kernel would run the second process natively, on this CPU), so the
+    # second stage is started under the emulator directly, with what the first stage hands it.
+    second_stage = {"_PYI_APPLICATION_HOME_DIR": str(lib / "_internal"), "_PYI_ARCHIVE_FILE": str(lib / "quantdesk"),
+                    "_PYI_PARENT_PROCESS_LEVEL": "1", "LD_LIBRARY_PATH": str(lib / "_internal")}
     out = run_installed(installed, "selftest", "--json", home=tmp_path, cwd=tmp_path, timeout=900,
-                        prefix=[qemu, "-cpu", "Haswell-v4"], exe=exe)
+                        prefix=[qemu, "-cpu", "Haswell-v4"], exe=lib / "quantdesk", extra_env=second_stage)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     result = json.loads(out.stdout)
     assert result["ok"] and result["tokens"] == 8 and result["cpu_backend"] == "haswell", result
