@@ -113,6 +113,11 @@ def load_backends(lib_dir: Path | None = None) -> bool:
     if hasattr(lib, "ggml_log_set"):  # until llama-cpp-python installs its own logger
         lib.ggml_log_set.argtypes, lib.ggml_log_set.restype = [ctypes.c_void_p, ctypes.c_void_p], None
         lib.ggml_log_set(ctypes.cast(_registration_log, ctypes.c_void_p), None)
+        try:
+            lib.ggml_backend_load_all_from_path(str(lib_dir).encode())
+        finally:  # a Python callback must not outlive this call: ggml's threads log too
+            lib.ggml_log_set(None, None)
+        return True
     lib.ggml_backend_load_all_from_path(str(lib_dir).encode())
     return True
 
