@@ -110,16 +110,25 @@ def load_backends(lib_dir: Path | None = None) -> bool:
     lib = _ggml(lib_dir)
     if lib.ggml_backend_reg_count() > 0:
         return False
-    if hasattr(lib, "ggml_log_set"):  # until llama-cpp-python installs its own logger
+    quiet = hasattr(lib, "ggml_log_set")  # until llama-cpp-python installs its own logger
+    if quiet:
         lib.ggml_log_set.argtypes, lib.ggml_log_set.restype = [ctypes.c_void_p, ctypes.c_void_p], None
         lib.ggml_log_set(ctypes.cast(_registration_log, ctypes.c_void_p), None)
-        try:
-            lib.ggml_backend_load_all_from_path(str(lib_dir).encode())
-        finally:  # a Python callback must not outlive this call: ggml's threads log too
+    try:
+        lib.ggml_backend_load_all_from_path(str(lib_dir).encode())
+    finally:  # a Python callback must not outlive this call: ggml's threads log too
+        if quiet:
             lib.ggml_log_set(None, None)
-        return True
-    lib.ggml_backend_load_all_from_path(str(lib_dir).encode())
     return True
+
+
+def _registered(lib_dir: Path | None) -> ctypes.CDLL | None:
+    """libggml with this build's backends registered; None when llama-cpp-python is absent."""
+    lib_dir = lib_dir or llama_lib_dir()
+    if lib_dir is None:
+        return None
+    load_backends(lib_dir)
+    return _ggml(lib_dir)
 
 
 @ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
@@ -136,11 +145,9 @@ def _text(value: bytes | None) -> str:
 
 def list_devices(lib_dir: Path | None = None) -> list[BackendDevice]:
     """Every device ggml registered, in llama.cpp's order (GPUs first as it offloads to them)."""
-    lib_dir = lib_dir or llama_lib_dir()
-    if lib_dir is None:
+    lib = _registered(lib_dir)
+    if lib is None:
         return []
-    load_backends(lib_dir)
-    lib = _ggml(lib_dir)
     devices = []
     for i in range(lib.ggml_backend_dev_count()):
         dev = lib.ggml_backend_dev_get(i)
@@ -160,11 +167,9 @@ def list_devices(lib_dir: Path | None = None) -> list[BackendDevice]:
 
 def registered_backends(lib_dir: Path | None = None) -> list[str]:
     """The backends this build registered ("vulkan", "cpu"…), whether or not they found a device."""
-    lib_dir = lib_dir or llama_lib_dir()
-    if lib_dir is None:
+    lib = _registered(lib_dir)
+    if lib is None:
         return []
-    load_backends(lib_dir)
-    lib = _ggml(lib_dir)
     names = (_text(lib.ggml_backend_reg_name(lib.ggml_backend_reg_get(i))) for i in range(lib.ggml_backend_reg_count()))
     return [BACKEND_NAMES.get(name, name.lower()) for name in names]
 
