@@ -51,29 +51,34 @@ def quantized_model(shape: ModelShape, quant: str) -> Path:
     return path
 
 
-def serve_hub(big: str, ready, stop) -> None:
+def serve_hub(big: str, ready, stop, fault: dict | None = None) -> None:
     """The fake hub in its own process, as the real one is another machine: its threads must not
     compete with the app's for the interpreter lock (that would be the bench measuring itself)."""
     from tests.support.fake_hub import FakeHub
 
     with FakeHub() as hub:
         hub.add_repo("bench/Big-GGUF", {Path(big).name: Path(big)})
+        if fault:
+            hub.set_fault("bench/Big-GGUF", Path(big).name, **fault)
         ready.put(hub.endpoint)
         stop.wait()
 
 
 @contextlib.contextmanager
-def hub_process(big: Path, in_process: bool):
+def hub_process(big: Path, in_process: bool, fault: dict | None = None):
+    """The fake hub serving ``big`` as bench/Big-GGUF, with ``fault`` switches on it (e.g. a throttle)."""
     if in_process:
         from tests.support.fake_hub import FakeHub
 
         with FakeHub() as hub:
             hub.add_repo("bench/Big-GGUF", {big.name: big})
+            if fault:
+                hub.set_fault("bench/Big-GGUF", big.name, **fault)
             yield hub.endpoint
         return
     ctx = multiprocessing.get_context("spawn")
     ready, stop = ctx.Queue(), ctx.Event()
-    proc = ctx.Process(target=serve_hub, args=(str(big), ready, stop), daemon=True)
+    proc = ctx.Process(target=serve_hub, args=(str(big), ready, stop, fault), daemon=True)
     proc.start()
     try:
         yield ready.get(timeout=60)

@@ -30,6 +30,8 @@ class ProgressBar:
         bar = "#" * int(30 * frac)
         eta = f" ETA {event.eta:.0f}s" if event.eta else ""
         speed = f" {event.speed / 2**20:.1f} MiB/s" if event.speed else ""
+        if event.connections > 1:
+            speed += f" ({event.connections} connections)"
         text = (f"{event.state:11} {event.file[:40]:40} [{bar:30}] {frac:6.1%} "
                 f"{fmt_bytes(event.done)}/{fmt_bytes(event.total)}{speed}{eta} {event.message}")
         sys.stderr.write(("\r" + text.ljust(120)) if self.tty else text + "\n")

@@ -22,7 +22,7 @@ from quantdesk.base.errors import QuantDeskError
 from quantdesk.base.file_lock import FileLock, LockBusy
 from quantdesk.base.paths import data_dir
 from quantdesk.hub.client import RepoFilePart, RepoGGUF
-from quantdesk.library.download import Cancelled, DownloadEvent, download_model, lock_path, partial_path
+from quantdesk.library.download import Cancelled, DownloadEvent, download_model, lock_path, partial_path, remove_partial
 from quantdesk.library.failure import FailureKind, RecordedFailure, record_failure
 
 STATES = ("queued", "downloading", "verifying", "paused", "failed", "done", "cancelled")
@@ -242,7 +242,7 @@ class DownloadQueue:
 
     def _remove_partials(self, job: DownloadJob) -> None:
         for part in job.entry.parts:
-            partial_path(job.repo, part.path).unlink(missing_ok=True)
+            remove_partial(partial_path(job.repo, part.path))
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until nothing is running or queued (for the CLI and tests)."""

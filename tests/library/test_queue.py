@@ -179,7 +179,7 @@ def test_cli_queue_add_run_and_list(hub):
 
 
 def test_a_resumed_part_is_rehashed_with_progress_and_only_the_rest_is_fetched(hub, files, monkeypatch):
-    from quantdesk.library import download as downloader
+    from quantdesk.library import transfer as downloader  # where the clock is read
     from quantdesk.library.download import download_part
 
     name = "Queue-Test-Q6_K.gguf"
@@ -199,7 +199,7 @@ def test_a_resumed_part_is_rehashed_with_progress_and_only_the_rest_is_fetched(h
 
 
 def test_pausing_while_the_resumed_part_is_rehashed_stops_there(hub, files, monkeypatch):
-    from quantdesk.library import download as downloader
+    from quantdesk.library import transfer as downloader  # where the clock is read
     from quantdesk.library.download import Cancelled, download_part
 
     name = "Queue-Test-Q8_0.gguf"

@@ -144,6 +144,8 @@ class Fault:
     stall_after_bytes: int | None = None
     stall_seconds: float = 0.0
     chunk_size: int | None = None
+    #: Answer every GET with the whole file (200), whatever its Range header asks, as some servers do.
+    ignore_range: bool = False
     times: int | None = None
     #: How many GET bodies the body switches have acted on so far.
     triggered: int = 0
@@ -721,7 +723,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(key, value)
             self.end_headers()
             return
-        byte_range = _parse_range(self.headers.get("Range"), size)
+        fault_now = self.server.hub.faults.get(repo.repo_id, hub_file.path)
+        ranged = self.headers.get("Range") if fault_now is None or not fault_now.ignore_range else None
+        byte_range = _parse_range(ranged, size)
         if byte_range == "unsatisfiable":
             self._send_bytes(
                 416, b"Requested Range Not Satisfiable", "text/plain", {**headers, "Content-Range": f"bytes */{size}"}
