@@ -55,12 +55,15 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _catalog_entries(repo: str) -> list[dict]:
+def _catalog_entries(repo: str, why: Exception | None = None) -> list[dict]:
     from quantdesk.catalog.offline import load_catalog
 
     model = load_catalog().find(repo)
     if model is None:
-        raise QuantDeskError(f"the hub cannot be reached and {repo} is not in the offline catalog")
+        if why is None:  # --offline
+            raise QuantDeskError(f"{repo} is not in the offline catalog", "Leave out --offline to ask the hub.")
+        raise QuantDeskError(f"{why}; {repo} is not in the offline catalog either",
+                             getattr(why, "next_step", None))
     return [{"name": f.path, "quant": f.quant, "size": model.estimated_size(f), "size_estimated": f.size is None,
              "parts": [{"path": f.path, "size": f.size, "sha256": f.sha256}], "confidence": f.confidence}
             for f in model.files]
@@ -80,7 +83,7 @@ def cmd_files(args: argparse.Namespace) -> int:
         entries = [{**e.to_json(), "source": "hub"} for e in list_and_remember(args.repo)]
         offline = False
     except HubUnreachable as exc:
-        entries = [{**e, "source": "catalog"} for e in _catalog_entries(args.repo)]
+        entries = [{**e, "source": "catalog"} for e in _catalog_entries(args.repo, None if args.offline else exc)]
         print(_offline_notice("--offline" if args.offline else f"the hub cannot be reached: {exc}"), file=sys.stderr)
         offline = True
     if not entries:

@@ -92,12 +92,59 @@ def _per_layer(value: Any, n_layer: int, default: int) -> list[int]:
     return [default] * n_layer
 
 
+# What llama.cpp itself accepts (llama-hparams.h: LLAMA_MAX_LAYERS, LLAMA_MAX_EXPERTS), and bounds
+# far above any published model for the counts it leaves open. A header claiming more is corrupt or
+# hostile: per-layer lists built from it would take gigabytes before anything else could object.
+MAX_LAYERS = 512
+MAX_EXPERTS = 512
+LIMITS = {
+    "block_count": MAX_LAYERS,
+    "embedding_length": 1 << 20,
+    "attention.head_count": 1 << 14,
+    "attention.head_count_kv": 1 << 14,
+    "attention.key_length": 1 << 16,
+    "attention.value_length": 1 << 16,
+    "feed_forward_length": 1 << 24,
+    "vocab_size": 1 << 24,
+    "context_length": 1 << 27,
+    "attention.sliding_window": 1 << 27,
+    "expert_count": MAX_EXPERTS,
+    "expert_used_count": MAX_EXPERTS,
+    "expert_feed_forward_length": 1 << 24,
+}
+
+
+def _checked(md: dict[str, Any], arch: str) -> None:
+    """Refuse, naming the field, any count that no model llama.cpp loads can have."""
+    for suffix, limit in LIMITS.items():
+        name = f"{arch}.{suffix}"
+        value = md.get(name)
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if v is None or isinstance(v, ArrayInfo):
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or v > limit:
+                shown = f"{v:,}" if isinstance(v, (int, float)) and not isinstance(v, bool) else repr(v)[:40]
+                raise GGUFError(f"header is corrupt: {name} is {shown}, but llama.cpp models have at most "
+                                f"{limit:,}; this file cannot be loaded")
+    for name in (f"{arch}.attention.head_count", f"{arch}.attention.head_count_kv", f"{arch}.feed_forward_length"):
+        if isinstance(md.get(name), ArrayInfo):
+            raise GGUFError(f"header is corrupt: {name} lists {md[name].length:,} values, more than "
+                            f"{MAX_LAYERS} layers can have")
+    tokens = md.get("tokenizer.ggml.tokens")
+    n_tokens = tokens.length if isinstance(tokens, ArrayInfo) else len(tokens) if isinstance(tokens, list) else 0
+    if n_tokens > LIMITS["vocab_size"]:
+        raise GGUFError(f"header is corrupt: tokenizer.ggml.tokens lists {n_tokens:,} tokens, more than any "
+                        f"model has ({LIMITS['vocab_size']:,})")
+
+
 def model_info_from_headers(headers: list[GGUFHeader], files: list[str], file_size: int) -> ModelInfo:
     first = headers[0]
     md = first.metadata
     arch = md.get("general.architecture")
     if not isinstance(arch, str):
         raise GGUFError("the GGUF has no general.architecture; it is not a model file")
+    _checked(md, arch)
 
     def key(suffix: str, default: Any = None) -> Any:
         return md.get(f"{arch}.{suffix}", default)

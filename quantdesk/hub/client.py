@@ -17,6 +17,7 @@ from quantdesk.gguf.quants import quant_from_filename
 from quantdesk.hub.credentials import hub_token
 from quantdesk.hub.endpoint import hub_endpoint
 from quantdesk.hub.errors import probe_hub, with_retries
+from quantdesk.hub.session import hub_session
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ def _incomplete_split(g: RepoGGUF) -> bool:
 def _api():
     from huggingface_hub import HfApi
 
+    hub_session()  # its requests get timeouts
     return HfApi(endpoint=hub_endpoint(), token=hub_token())
 
 

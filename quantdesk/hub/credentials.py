@@ -129,6 +129,9 @@ def check_token(token: str | None = None) -> str:
     token = (token or "").strip() or hub_token()
     if not token:
         raise QuantDeskError("there is no token to test", "Paste a token and save it first.")
+    from quantdesk.hub.session import hub_session
+
+    hub_session()  # a silent hub times out instead of hanging the button
     try:
         info = HfApi(endpoint=hub_endpoint()).whoami(token=token)
     except Exception as exc:

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from quantdesk.base.errors import QuantDeskError
 from quantdesk.hub.endpoint import hub_endpoint
+from quantdesk.hub.session import hub_session, read_timeout
 
 T = TypeVar("T")
 
@@ -31,38 +32,63 @@ def translate_hub_error(exc: Exception, what: str) -> QuantDeskError:
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if isinstance(exc, errors.HfHubHTTPError) and status is not None and status < 500:
         return QuantDeskError(f"the hub refused {what} ({status}): {exc}")
-    return HubUnreachable(f"cannot reach the hub at {hub_endpoint()} for {what}: {exc}")
+    if _is_timeout(exc):
+        return HubUnreachable(f"the hub at {hub_endpoint()} did not answer {what} in time ({type(exc).__name__})",
+                              next_step=UNREACHABLE_NEXT_STEP)
+    return HubUnreachable(f"cannot reach the hub at {hub_endpoint()} for {what}: {exc}", next_step=UNREACHABLE_NEXT_STEP)
+
+
+UNREACHABLE_NEXT_STEP = ("Check the network connection and the hub endpoint (Settings, or HF_ENDPOINT), then try "
+                         "again; Discover and `search` work offline from the bundled catalog meanwhile.")
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    return "Timeout" in type(exc).__name__ or isinstance(exc, TimeoutError)
+
+
+def _is_transport(exc: BaseException) -> bool:
+    """A timeout, refused connection or dropped one (any HTTP library's TransportError)."""
+    return any(cls.__name__ in ("TransportError", "ConnectionError") for cls in type(exc).__mro__) \
+        or isinstance(exc, (TimeoutError, ConnectionError))
 
 
 API_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 API_ATTEMPTS = 4
 
 
+def retry_deadline() -> float:
+    """Seconds a hub API call may take, retries included: two read timeouts and the waits between."""
+    return 2 * read_timeout() + 5
+
+
 def with_retries(call: Callable[[], T], what: str) -> T:
     """``call`` (a hub API request), again after a 429 or 5xx with backoff (honouring Retry-After, up
-    to 10 s): the hub answers those under load, and one of them should not fail a download. Other
+    to 10 s), or after a timeout or a dropped connection, until ``API_ATTEMPTS`` tries or the
+    deadline: the hub answers those under load, and one of them should not fail a download. Other
     errors, and the last retryable one, become a sentence (:func:`translate_hub_error`)."""
+    hub_session()  # every request gets a timeout
+    deadline = time.monotonic() + retry_deadline()
     for attempt in range(1, API_ATTEMPTS + 1):
         try:
             return call()
         except Exception as exc:
             response = getattr(exc, "response", None)
             status = getattr(response, "status_code", None)
-            if status not in API_RETRY_STATUSES or attempt == API_ATTEMPTS:
-                raise translate_hub_error(exc, what) from None
+            retryable = status in API_RETRY_STATUSES or (status is None and _is_transport(exc))
             try:
                 wait = float(response.headers.get("Retry-After"))
-            except (TypeError, ValueError):
+            except (AttributeError, TypeError, ValueError):
                 wait = 0.5 * 2 ** (attempt - 1)
-            time.sleep(min(10.0, max(0.0, wait)))
+            wait = min(10.0, max(0.0, wait))
+            if not retryable or attempt == API_ATTEMPTS or time.monotonic() + wait >= deadline:
+                raise translate_hub_error(exc, what) from None
+            time.sleep(wait)
     raise AssertionError("unreachable")
 
 
 def probe_hub(timeout: float = 5.0) -> None:
     """Fail fast when the hub does not answer: the client's listing retries connection errors for ~25 s."""
-    from huggingface_hub.utils import get_session
-
     try:
-        get_session().get(f"{hub_endpoint()}/api/models", params={"limit": 1}, timeout=timeout)
+        hub_session().get(f"{hub_endpoint()}/api/models", params={"limit": 1}, timeout=timeout)
     except Exception as exc:
-        raise HubUnreachable(f"cannot reach the hub at {hub_endpoint()}: {exc}") from None
+        raise HubUnreachable(f"cannot reach the hub at {hub_endpoint()}: {exc}", next_step=UNREACHABLE_NEXT_STEP) from None

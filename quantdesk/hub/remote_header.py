@@ -9,15 +9,16 @@ from quantdesk.hub.client import RepoGGUF
 from quantdesk.hub.credentials import hub_token
 from quantdesk.hub.endpoint import hub_endpoint
 from quantdesk.hub.errors import translate_hub_error
+from quantdesk.hub.session import hub_session
 
 
 def read_remote_header(repo_id: str, path: str, size: int, revision: str | None = None) -> GGUFHeader:
-    from huggingface_hub import get_session, hf_hub_url
+    from huggingface_hub import hf_hub_url
     from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 
     url = hf_hub_url(repo_id, path, revision=revision, endpoint=hub_endpoint())
     headers = build_hf_headers(token=hub_token())
-    session = get_session()
+    session = hub_session()
 
     def read_range(start: int, end: int) -> bytes:
         want = end - start

@@ -26,8 +26,10 @@ from quantdesk.base.settings import models_dir
 from quantdesk.hub.client import RepoFilePart, RepoGGUF, check_repo_path
 from quantdesk.hub.credentials import hub_token
 from quantdesk.hub.endpoint import hub_endpoint
+from quantdesk.hub.session import hub_session
 from quantdesk.library.byte_ranges import load_ranges, remove_partial, state_path
-from quantdesk.library.failure import ChecksumMismatch, NotEnoughDisk
+from quantdesk.gguf.reader import GGUFError, read_header
+from quantdesk.library.failure import ChecksumMismatch, NotAModel, NotEnoughDisk
 from quantdesk.library.transfer import Cancelled, DownloadEvent, Transfer, disk_full, hash_existing
 
 __all__ = ["Cancelled", "DownloadEvent", "DownloadResult", "check_disk", "download_model", "download_part",
@@ -82,12 +84,12 @@ _disk_full = disk_full
 def download_part(repo_id: str, part: RepoFilePart, revision: str | None = None,
                   cancel: threading.Event | None = None) -> Iterator[DownloadEvent]:
     """Download and verify one file into the partial folder; the last event is 'verifying' or raises."""
-    from huggingface_hub import get_session, hf_hub_url
+    from huggingface_hub import hf_hub_url
     from huggingface_hub.utils import build_hf_headers
 
     if not part.sha256:
         raise QuantDeskError(f"{part.path}: the hub publishes no SHA-256 for it, so it cannot be verified")
-    session = get_session()
+    session = hub_session()
     http = importlib.import_module(type(session).__module__.split(".")[0])
     url = hf_hub_url(repo_id, part.path, revision=revision, endpoint=hub_endpoint())
     part_file = partial_path(repo_id, part.path)
@@ -135,6 +137,7 @@ def download_model(repo_id: str, entry: RepoGGUF, revision: str | None = None,
                   wait=1.0):  # another process may only be peeking whether it is free (download_queue)
         for part in entry.parts:
             yield from download_part(repo_id, part, revision, cancel)
+        _check_readable(repo_id, entry)
         results = []
         for part in entry.parts:
             source = partial_path(repo_id, part.path)
@@ -148,6 +151,23 @@ def download_model(repo_id: str, entry: RepoGGUF, revision: str | None = None,
             results.append(DownloadResult(dest, part.sha256.lower(), part.size))
     yield DownloadEvent("done", entry.name, entry.size, entry.size)
     yield results
+
+
+def _check_readable(repo_id: str, entry: RepoGGUF) -> None:
+    """The hash proves the bytes are the hub's, not that they are a model: an HTML page or a
+    truncated upload with a matching hash must not enter the library. Every part must have a valid
+    GGUF header whose tensors lie within the file (what ``import`` demands of a local file)."""
+    for part in entry.parts:
+        source = partial_path(repo_id, part.path)
+        try:
+            read_header(source)
+        except GGUFError as exc:
+            for other in entry.parts:
+                remove_partial(partial_path(repo_id, other.path))
+            reason = str(exc).removeprefix(f"{source.name}: ")
+            raise NotAModel(f"{part.path} matched the hub's SHA-256 but is not a usable GGUF model ({reason}); "
+                            "it was deleted and nothing was added to the library — pick another file",
+                            file=part.path, reason=reason) from None
 
 
 def lock_path(repo_id: str, first_part: str) -> Path:

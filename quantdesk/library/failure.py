@@ -21,6 +21,7 @@ class FailureKind(str, Enum):
     ACCESS = "access"       # 401/403: gated or private
     MISSING = "missing"     # 404: the file is no longer on the hub
     BUSY = "busy"           # another writer holds this model's files
+    INVALID = "invalid"     # the hub's bytes arrived intact but are not a model the app can read
     OTHER = "other"
 
 
@@ -48,6 +49,10 @@ class DiskFilled(DownloadError):
 
 class GaveUp(DownloadError):
     kind = FailureKind.NETWORK        # details: why
+
+
+class NotAModel(DownloadError):
+    kind = FailureKind.INVALID        # details: file, reason
 
 
 class AccessDenied(DownloadError):
@@ -100,6 +105,11 @@ def explain_failure(failure: RecordedFailure | BaseException, file: str, repo: s
             kind.value, f"Checksum mismatch for {file}: expected SHA-256 {d['expected']}, got {d['actual']}. "
             "The damaged file was deleted and nothing was added to the library.",
             "Retry downloads it again; if it fails again, pick another file or publisher.")
+    if kind is FailureKind.INVALID:
+        return DownloadFailure(
+            kind.value, f"{file} matched the hub's checksum but is not a usable GGUF model "
+            f"({d.get('reason', 'unreadable header')}); it was deleted and nothing was added to the library.",
+            "The file on the hub is broken or not a model: pick another file or publisher on Discover.")
     if kind is FailureKind.CHECKSUM:
         return DownloadFailure(
             kind.value, f"The hub served {file} at another size than it lists; the partial file was deleted and "

@@ -62,6 +62,7 @@ class DownloadJob:
     eta: float | None = None
     failure_kind: str | None = None
     failure_details: dict[str, Any] | None = None
+    connections: int = 0  # while downloading: connections fetching it (parallel ranges)
 
     def failure(self) -> RecordedFailure | None:
         """Why it failed, as recorded (None unless failed)."""
@@ -73,7 +74,7 @@ class DownloadJob:
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "repo": self.repo, "file": self.entry.name, "quant": self.entry.quant,
                 "state": self.state, "done": self.done, "total": self.total, "error": self.error,
-                "model": self.model, "speed": self.speed, "eta": self.eta,
+                "model": self.model, "speed": self.speed, "eta": self.eta, "connections": self.connections,
                 "failure_kind": self.failure_kind if self.state == "failed" else None}
 
 
@@ -102,7 +103,7 @@ class DownloadQueue:
         self._cancels: dict[int, threading.Event] = {}
         self._why: dict[int, str] = {}
         self._threads: dict[int, threading.Thread] = {}
-        self._live: dict[int, tuple[float, float | None]] = {}
+        self._live: dict[int, tuple[float, float | None, int]] = {}  # speed, eta, connections
         self._closed = False
         self.autostart = autostart
         with self._db() as db:
@@ -169,10 +170,10 @@ class DownloadQueue:
         return self._job(row)
 
     def _job(self, r: sqlite3.Row) -> DownloadJob:
-        speed, eta = self._live.get(r["id"], (0.0, None))
+        speed, eta, connections = self._live.get(r["id"], (0.0, None, 0))
         details = json.loads(r["failure"]) if r["failure"] else None
         return DownloadJob(r["id"], r["repo"], r["revision"], _entry_from(r["entry"]), r["state"], r["done"],
-                           r["total"], r["error"], r["model"], speed, eta, r["failure_kind"], details)
+                           r["total"], r["error"], r["model"], speed, eta, r["failure_kind"], details, connections)
 
     # --- commands ----------------------------------------------------------------------------
     def add(self, repo: str, entry: RepoGGUF, revision: str | None = None) -> DownloadJob:
@@ -300,7 +301,7 @@ class DownloadQueue:
                 # per-part events: convert to whole-job progress
                 part_index = next((i for i, p in enumerate(job.entry.parts) if p.path == item.file), 0)
                 done_before = sum(p.size for p in job.entry.parts[:part_index])
-                self._live[job_id] = (item.speed, item.eta)
+                self._live[job_id] = (item.speed, item.eta, item.connections)
                 state = "verifying" if item.state == "verifying" else "downloading"
                 now = time.monotonic()
                 if now - last_write > 0.25 or state == "verifying":

@@ -20,6 +20,7 @@ import errno
 import hashlib
 import os
 import queue
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -131,6 +132,18 @@ class _Worker:
     stop: threading.Event            # this generation's stop: a restart never un-stops an old connection
     generation: int
     claim: _Claim | None = None
+    response: Any = None             # the response being read, so a halt can cut its connection
+
+
+def _cut(response: Any) -> None:
+    """Shut the response's socket down: wakes a read blocked on a silent server at once (closing the
+    socket from another thread would not), so Pause and Cancel stop every connection now."""
+    try:
+        sock = response.extensions["network_stream"].get_extra_info("socket")
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    except (AttributeError, KeyError, OSError):
+        pass
 
 
 class Transfer:
@@ -346,6 +359,8 @@ class Transfer:
         for worker in workers:
             with worker.write_lock:  # a connection checks its stop under this lock before each write
                 pass
+            if worker.response is not None:
+                _cut(worker.response)
         if self._hasher is not None:
             thread, hasher_stop = self._hasher
             hasher_stop.set()
@@ -412,7 +427,10 @@ class Transfer:
                 while (claim := self._claim(worker)) is not None:
                     while claim.pos < claim.end and not worker.stop.is_set():
                         before = claim.pos
-                        self._fetch(claim, fh, worker)
+                        try:
+                            self._fetch(claim, fh, worker)
+                        finally:
+                            worker.response = None
                         if claim.pos == before and not worker.stop.is_set():
                             raise Retry("the connection ended early")
         except BaseException as exc:  # noqa: BLE001 - handed to the controller
@@ -444,6 +462,7 @@ class Transfer:
         url, headers, from_cdn = self._request(claim)
         with self.session.stream("GET", url, headers=headers, follow_redirects=True,
                                  timeout=self.timeout) as response:
+            worker.response = response
             self._check_status(response, claim, from_cdn)
             if not claim.open_ended and not from_cdn and str(response.url) != self.url:
                 self.cdn_url = str(response.url)

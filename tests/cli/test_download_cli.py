@@ -145,11 +145,7 @@ def test_gated_repo_needs_a_token(fake_hub, model_files):
 
 
 def test_split_model_all_parts_verified(fake_hub, tmp_path):
-    parts = {}
-    for i in (1, 2, 3):
-        p = tmp_path / f"part{i}"
-        p.write_bytes(os.urandom(300_000 + i))
-        parts[f"Big-Q4_K_M-{i:05d}-of-00003.gguf"] = p
+    parts = {p.name: p for p in factory.write_split_model(tmp_path, "Big-Q4_K_M", parts=3)}
     fake_hub.add_repo("org/Big-GGUF", parts)
     fake_hub.set_fault("org/Big-GGUF", "Big-Q4_K_M-00003-of-00003.gguf", corrupt_byte_at=10)
     bad = run_cli("download", "org/Big-GGUF", "--quant", "Q4_K_M")
@@ -334,3 +330,20 @@ def test_a_trickling_connection_is_dropped_and_resumed(hub_repo):
     assert "slowed to" in out.stderr
     ranges = [r.range for r in hub_repo.requests_for(REPO, name, "GET")]
     assert len(ranges) >= 2 and ranges[-1] and not ranges[-1].startswith("bytes=0-")
+
+
+@pytest.mark.parametrize("what", ["html", "truncated"])
+def test_a_file_that_matches_its_hash_but_is_not_a_model_never_enters_the_library(fake_hub, model_files, what):
+    """The hub's hash only proves the bytes are the hub's: an HTML page named .gguf, or a truncated
+    upload, is refused after the hash with the reason, and nothing is left behind."""
+    real = model_files["Tiny-Chat-F16.gguf"].read_bytes()
+    content = (b"<html><body>Rate limited</body></html>" * 300_000 if what == "html"
+               else real[: len(real) // 2])  # both above the LFS threshold: the hub lists a SHA-256
+    fake_hub.add_repo("someorg/Broken-GGUF", {"x-Q4_K_M.gguf": content})
+    out = run_cli("download", "someorg/Broken-GGUF", "--quant", "Q4_K_M")
+    assert out.returncode == 1
+    assert "matched the hub's SHA-256 but is not a usable GGUF model" in out.stderr
+    assert ("not a GGUF file" if what == "html" else "truncated") in out.stderr
+    assert library_json() == []
+    models = Path(os.environ["QUANTDESK_HOME"]) / "models"
+    assert not list(models.rglob("*.gguf")) and not list(models.rglob("*.gguf.part*"))

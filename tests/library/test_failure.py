@@ -86,3 +86,14 @@ def test_anything_else_keeps_its_text_and_offers_a_retry():
     assert failure.kind == "other" and failure.sentence == "The download of m.gguf failed: unexpected error: " \
         "RuntimeError: boom."
     assert failure.next_step.startswith("Retry")
+
+
+def test_a_page_served_as_a_model_says_pick_another_file(fake_hub):
+    from quantdesk.hub.client import list_repo_ggufs
+    from quantdesk.library.download import download_model
+
+    fake_hub.add_repo(REPO, {"m-Q4_K_M.gguf": b"<html>oops</html>" * 700_000})
+    (entry,) = list_repo_ggufs(REPO)
+    failure = explain_failure(_error_of(lambda: list(download_model(REPO, entry))), "m-Q4_K_M.gguf", REPO)
+    assert failure.kind == "invalid" and "not a usable GGUF model" in failure.sentence
+    assert "pick another file" in failure.next_step

@@ -180,3 +180,27 @@ def test_a_kill_with_several_ranges_in_flight_resumes_with_only_the_missing_rang
     assert sum(e - s for s, e in fetched.spans()) == size - recorded.done()
     assert json.loads(out.stdout)["files"][0]["sha256"] == hub.file(REPO, NAME).sha256
     assert not state.exists()
+
+
+def test_pause_stops_every_connection_even_those_waiting_on_a_silent_server(hub, big_file):
+    import threading
+
+    from quantdesk.library.download import Cancelled
+
+    hub.set_fault(REPO, NAME, stall_after_bytes=2_000_000, stall_seconds=60)  # every connection goes silent
+    (entry,) = list_repo_ggufs(REPO)
+    cancel = threading.Event()
+    events = download_model(REPO, entry, cancel=cancel)
+    for event in events:
+        if isinstance(event, DownloadEvent) and event.done >= 4_000_000:
+            break
+    cancel.set()
+    with pytest.raises(Cancelled):
+        for _ in events:
+            pass
+    deadline = time.monotonic() + 2  # not the 30 s read timeout
+    while any(t.name.startswith("download-") for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("download-")]
+    saved = json.loads(state_path(partial_path(REPO, NAME)).read_text())
+    assert ByteRanges(saved["size"], [tuple(s) for s in saved["spans"]]).done() >= 4_000_000

@@ -68,7 +68,8 @@ def detail_html(job: DownloadJob) -> tuple[str, str]:
     if job.state == "downloading":
         parts = [percent, amount]
         if job.speed > 0:
-            parts.append(f"{fmt_bytes(job.speed)}/s")
+            parts.append(f"{fmt_bytes(job.speed)}/s" + (f" over {job.connections} connections"
+                                                         if job.connections > 1 else ""))
             if job.eta is not None:
                 parts.append(f"{fmt_duration(job.eta)} left")
         elif not job.error:

@@ -1,0 +1,118 @@
+"""Hostile and unlucky input at the CLI, as an attacker or a broken server would send it: one
+sentence naming what is wrong, quickly, with memory capped so a blow-up cannot hide as a result."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gguf import GGUFWriter
+
+MEMORY_CAP = 3 << 30  # address space: far above what a refusal needs, far below what 2^31 layers take
+
+
+def _capped() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+
+
+def run_cli(*args: str, timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "quantdesk", *args], capture_output=True, text=True,
+                          timeout=timeout, preexec_fn=_capped, env={**os.environ, **(env or {})})
+
+
+def hostile_header(path: Path, **fields) -> Path:
+    """A GGUF whose header claims ``fields`` (llama arch), with one small real tensor."""
+    w = GGUFWriter(str(path), "llama")
+    w.add_block_count(fields.pop("block_count", 2))
+    w.add_embedding_length(256)
+    w.add_context_length(4096)
+    w.add_feed_forward_length(512)
+    head_count = fields.pop("head_count", 4)
+    if isinstance(head_count, list):
+        w.add_array("llama.attention.head_count", head_count)
+    else:
+        w.add_head_count(head_count)
+    for key, value in fields.items():
+        w.add_uint32(f"llama.{key}", value)
+    w.add_tensor("token_embd.weight", np.zeros((16, 256), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+@pytest.mark.parametrize("fields, named", [
+    ({"block_count": 2**31}, "llama.block_count is 2,147,483,648"),
+    ({"head_count": [4] * 5000}, "llama.attention.head_count lists 5,000 values"),
+    ({"expert_count": 1 << 30}, "llama.expert_count"),
+    ({"vocab_size": 1 << 31}, "llama.vocab_size"),
+    ({"context_length": 1 << 31}, "llama.context_length"),
+])
+def test_a_header_claiming_absurd_counts_is_refused_naming_the_field(tmp_path, fields, named):
+    path = hostile_header(tmp_path / "evil-Q8_0.gguf", **fields)
+    out = run_cli("plan", str(path), "--json")
+    assert out.returncode == 1 and named in out.stderr and "header is corrupt" in out.stderr
+    assert "out of memory" not in out.stderr
+    imported = run_cli("import", str(path))
+    assert imported.returncode == 1 and named in imported.stderr
+
+
+def test_a_remote_header_claiming_2_31_layers_is_refused_before_any_download(fake_hub, tmp_path):
+    path = hostile_header(tmp_path / "evil-Q8_0.gguf", block_count=2**31)
+    fake_hub.add_repo("evil/Layers-GGUF", {path.name: path})
+    for verb in (("files", "evil/Layers-GGUF"), ("plan", "evil/Layers-GGUF")):
+        out = run_cli(*verb)
+        assert "llama.block_count is 2,147,483,648" in out.stdout + out.stderr, verb
+        assert "out of memory" not in out.stderr
+    assert not fake_hub.requests_for("evil/Layers-GGUF", path.name, "GET") or all(
+        r.range for r in fake_hub.requests_for("evil/Layers-GGUF", path.name, "GET"))  # headers only
+
+
+@pytest.fixture
+def silent_hub():
+    """A server that accepts connections and never answers a byte."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+@pytest.mark.parametrize("verb", [("files", "someorg/Silent-GGUF"), ("download", "someorg/Silent-GGUF", "--best"),
+                                  ("plan", "someorg/Silent-GGUF")])
+def test_a_hub_that_never_answers_ends_in_one_sentence_naming_it(silent_hub, verb):
+    import time
+
+    t0 = time.monotonic()
+    out = run_cli(*verb, env={"HF_ENDPOINT": silent_hub, "QUANTDESK_HUB_TIMEOUT": "1"}, timeout=60)
+    took = time.monotonic() - t0
+    assert out.returncode == 1, out.stderr
+    assert silent_hub in out.stderr and "did not answer" in out.stderr
+    assert "Check the network connection" in out.stderr
+    assert took < 30  # bounded by the timeouts and the retry deadline, not by the server
