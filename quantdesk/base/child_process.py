@@ -61,14 +61,23 @@ def run_child(module: str, args: list[str]) -> int:
     return 0
 
 
+SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "APIKEY", "CREDENTIAL", "PRIVATE_KEY")
+
+
+def without_secrets(environ: dict[str, str]) -> dict[str, str]:
+    """``environ`` less anything that looks like a credential (HF_TOKEN, *_API_KEY, …): llama.cpp's
+    children never need one, and a process's environment is readable by tools that list it."""
+    return {k: v for k, v in environ.items() if not any(word in k.upper() for word in SECRET_WORDS)}
+
+
 def child_env() -> dict[str, str]:
     """The environment with this very ``quantdesk`` first on the path: the child must run the same
-    code as its parent, whatever the working directory or another installed copy. A frozen child
-    imports from its own bundle and ignores PYTHONPATH, so its environment is left as it is."""
+    code as its parent, whatever the working directory or another installed copy (a frozen child
+    imports from its own bundle and ignores PYTHONPATH). Credentials are left out."""
     if is_frozen():
-        return dict(os.environ)
+        return without_secrets(dict(os.environ))
     root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
+    env = without_secrets(dict(os.environ))
     env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     return env
 

@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from quantdesk.base.child_process import child_command, child_env, child_window_flags
 from quantdesk.base.errors import QuantDeskError
@@ -29,7 +29,11 @@ from quantdesk.base.paths import data_dir
 from quantdesk.chat.sampling import Sampling
 from quantdesk.hardware.machine import Hardware
 
+if TYPE_CHECKING:
+    from quantdesk.chat.template import ChatTemplate
+
 KV_TYPE_NAMES = {1: "f16", 8: "q8_0", 2: "q4_0"}
+STOP_GRACE = 1.5  # seconds a reply may take to end after Stop before its process is ended
 
 
 class EngineFailure(str, Enum):
@@ -169,6 +173,7 @@ class Finished:
     context_used: int | None
     n_ctx: int
     error: str | None = None
+    note: str | None = None     # something the user should know (the process had to be restarted)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -187,26 +192,35 @@ class Engine:
         self.log_path = log_path or data_dir() / "logs" / "engine.log"
         self.proc: subprocess.Popen | None = None
         self.report: LoadReport | None = None
+        self.template: ChatTemplate | None = None
         self._conn: http.client.HTTPConnection | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
+        self._restart_needed = False
+        self._watch_stdin = True
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self, timeout: float = 600.0, cancel: threading.Event | None = None,
               watch_stdin: bool = True) -> LoadReport:
         if not Path(self.model_path).is_file():
             raise EngineError(f"model file not found: {self.model_path}", EngineFailure.MISSING_FILE)
+        self._watch_stdin = watch_stdin
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         config = {"model": self.settings.model_settings(self.model_path), "host": self.host, "port": self.port,
                   "api_key": self.api_key, "watch_stdin": watch_stdin}
         log = open(self.log_path, "wb")
         env = dict(child_env(), PYTHONUNBUFFERED="1")  # the child imports this very quantdesk, whatever the cwd
         self.proc = subprocess.Popen(
-            child_command("quantdesk.chat.engine_child") + [json.dumps(config)],
+            child_command("quantdesk.chat.engine_child"),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True,
             creationflags=child_window_flags(),
         )
         log.close()
+        try:  # the settings, API key included, go through the pipe: a command line is public
+            self.proc.stdin.write((json.dumps(config) + "\n").encode())
+            self.proc.stdin.flush()
+        except OSError:
+            pass  # it died at once: _read_ready says how
         line = self._read_ready(timeout, cancel)
         event = json.loads(line)
         if event.get("event") != "ready":
@@ -215,7 +229,17 @@ class Engine:
             raise EngineError(f"the model failed to load: {event.get('message')}{detail}")
         self.port = int(event["port"])
         self.report = self._make_report(event["report"])
+        self.template = self._choose_template(self.report.raw)
         return self.report
+
+    @staticmethod
+    def _choose_template(raw: dict[str, Any]) -> "ChatTemplate":
+        """The chat template for this model, tried here (on the loading thread, in the renderer's
+        child), so nothing on a window's thread ever waits on a template."""
+        from quantdesk.chat.template import ChatTemplate, template_for
+
+        chosen = template_for(dict(raw.get("metadata", {})))
+        return ChatTemplate(chosen.source, chosen.text, raw.get("bos_text", ""), raw.get("eos_text", ""), chosen.note)
 
     def _read_ready(self, timeout: float, cancel: threading.Event | None) -> str:
         assert self.proc and self.proc.stdout
@@ -358,21 +382,43 @@ class Engine:
         return self._request("GET", "/quantdesk/status")
 
     def stop_generation(self) -> None:
-        """Stop the reply in progress within a token.
+        """Stop the reply in progress within a token, whatever is being generated.
 
-        llama_cpp.server ends a stream when another request arrives (``interrupt_requests``), so a
-        token-count request is the stop signal; merely closing the connection is not noticed
-        reliably and would leave the model generating into the void.
+        The model process ends the generation at its next sampled token (``/quantdesk/stop``); if
+        the reply has not ended ``STOP_GRACE`` seconds later (llama.cpp busy inside one long call,
+        such as a huge prompt), the process is ended, and restarted when the reply is wrapped up.
         """
         self._stopping.set()
-        if self._conn is not None and self.alive:
-            threading.Thread(target=self._interrupt, daemon=True).start()
+        conn = self._conn
+        if conn is not None and self.alive:
+            threading.Thread(target=self._interrupt, args=(conn,), daemon=True).start()
 
-    def _interrupt(self) -> None:
+    def _interrupt(self, conn: http.client.HTTPConnection) -> None:
         try:
-            self.tokenize("")
+            self._request("POST", "/quantdesk/stop", {}, timeout=STOP_GRACE)
         except EngineError:
             pass
+        deadline = time.monotonic() + STOP_GRACE
+        while self._conn is conn and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if self._conn is conn and self.alive:  # still streaming: end the process, the reply with it
+            self._restart_needed = True
+            proc = self.proc
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError, AttributeError):
+                pass
+
+    def _restart_after_forced_stop(self, finished: "Finished") -> None:
+        """Load the model again after Stop had to end its process; the reply says so."""
+        self._restart_needed = False
+        self.stop()
+        try:
+            self.start(watch_stdin=self._watch_stdin)
+            finished.note = (f"the model did not stop within {STOP_GRACE:g} s, so its process was restarted "
+                             "(the model is loaded again)")
+        except QuantDeskError as exc:
+            finished.note = f"the model did not stop within {STOP_GRACE:g} s; restarting it failed: {exc}"
 
     def complete(self, prompt: str, sampling: Sampling, stop: list[str] | None = None,
                  prompt_tokens: int | None = None, extra: dict[str, Any] | None = None
@@ -441,7 +487,10 @@ class Engine:
                             tokens_per_s=(n - 1) / gen_s if gen_s > 0 else 0.0,
                             prompt_tokens=prompt_tokens or 0, prompt_tokens_per_s=None, context_used=None,
                             n_ctx=self.report.n_ctx if self.report else self.settings.n_ctx, error=error)
-        if reason != "crashed" and self.alive:
+        if self._restart_needed:
+            finished.finish_reason, finished.error = "stopped", None
+            self._restart_after_forced_stop(finished)
+        elif reason != "crashed" and self.alive:
             self._add_server_figures(finished, sampling.max_tokens)
         yield finished
 

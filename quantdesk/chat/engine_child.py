@@ -1,17 +1,25 @@
 """The engine's child process: llama-cpp-python's OpenAI-compatible server for one model.
 
-Run as ``python -m quantdesk.chat.engine_child SETTINGS_JSON``. It loads the model, binds
-127.0.0.1 on the requested port (0: any free one), prints one JSON line on stdout —
-``{"event": "ready", "port": N, "report": {...}}`` or ``{"event": "error", "message": ...}`` — and
-serves until stopped. llama.cpp's log goes to stderr (the parent keeps it in a file) and is also
-read here for what really happened at load: layers offloaded, buffer sizes.
+Run as ``python -m quantdesk.chat.engine_child``; its settings (the API key among them) arrive as
+the first line on stdin, never on the command line, which every local user can read in /proc. It
+loads the model, binds 127.0.0.1 on the requested port (0: any free one), prints one JSON line on
+stdout — ``{"event": "ready", "port": N, "report": {...}}`` or ``{"event": "error", "message": ...}``
+— and serves until stopped. llama.cpp's log goes to stderr (the parent keeps it in a file) and is
+also read here for what really happened at load: layers offloaded, buffer sizes.
 
-Two routes are added to llama_cpp.server's app: ``GET /quantdesk/status`` (load report, context
-in use, the last request's eval timings). With ``watch_stdin`` the child exits when its stdin
-closes, so it never outlives a parent that crashed.
+Routes added to llama_cpp.server's app: ``GET /quantdesk/status`` (load report, context in use, the
+last request's eval timings) and ``POST /quantdesk/stop``, which ends the generation in progress at
+the next token — whether or not its bytes have formed text yet (llama-cpp-python sends nothing, and
+so checks nothing, while a multi-byte character is incomplete). A client that disconnects stops its
+generation the same way. Requests queue for the one model (at most ``MAX_WAITING`` wait; more get a
+429), and chat templates render through the budgeted renderer (``template``). With ``watch_stdin``
+the child exits when its stdin closes, so it never outlives a parent that crashed.
 """
 
+import asyncio
+import contextvars
 import ctypes
+import itertools
 import json
 import os
 import socket
@@ -104,14 +112,209 @@ class _EvalTimer:
                 "gen_evals": sum(n for n, _ in rest), "gen_s": sum(s for _, s in rest)}
 
 
+# Which HTTP request a generation serves: set by the middleware, read in the worker thread that
+# runs the generation (Starlette's thread pool carries context variables over).
+REQUEST_ID: contextvars.ContextVar[int | None] = contextvars.ContextVar("quantdesk_request", default=None)
+
+
+class StopSwitch:
+    """Ends a generation at the next sampled token by sampling end-of-generation instead:
+    llama-cpp-python then finishes the reply as for a natural stop (``finish_reason`` "stop", the
+    stream closed properly), within one token of being asked — whether or not text was flowing."""
+
+    def __init__(self, llama: Any) -> None:
+        self.lock = threading.Lock()
+        self.requested = threading.Event()
+        self.running = 0
+        self.active: int | None = None      # the request whose generation runs
+        self.abandoned: set[int] = set()     # requests whose client left before their turn came
+        eog = [t for t in (llama.token_eos(), llama._model.token_eot()) if t is not None and t >= 0]
+        self.eog = eog[0] if eog else 0
+        self.budget: int | None = None
+        self._sample, self._generate, self._create_completion = llama.sample, llama.generate, llama.create_completion
+        llama.sample, llama.generate, llama.create_completion = self.sample, self.generate, self.create_completion
+
+    def create_completion(self, *args: Any, **kwargs: Any) -> Any:
+        """Note the request's ``max_tokens``: the one generation it starts is held to it (requests
+        run one at a time, under the server's lock, so the next generation is this one's)."""
+        max_tokens = kwargs.get("max_tokens", args[1] if len(args) > 1 else 16)
+        self.budget = int(max_tokens) if isinstance(max_tokens, int) and max_tokens > 0 else None
+        return self._create_completion(*args, **kwargs)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """llama-cpp-python's generation, stoppable, and ended at ``max_tokens`` even while the
+        reply's last bytes are an unfinished character (its own check is skipped then, so such a
+        reply ran on to the end of the context)."""
+        request, budget, self.budget = REQUEST_ID.get(), self.budget, None
+        with self.lock:
+            if request is not None and request in self.abandoned:
+                return  # nobody is waiting for this one any more
+            self.requested.clear()  # a stop asked for before this generation is not meant for it
+            self.running += 1
+            self.active = request
+        inner = self._generate(*args, **kwargs)
+        try:
+            token, count = next(inner), 0
+            while True:
+                count += 1
+                sent = yield token
+                if budget is not None and count >= budget:
+                    return  # finish_reason stays "length"
+                token = inner.send(sent)
+        except StopIteration as end:
+            return end.value
+        finally:
+            inner.close()
+            with self.lock:
+                self.running -= 1
+                self.active = None
+
+    def sample(self, *args: Any, **kwargs: Any) -> int:
+        token = self._sample(*args, **kwargs)
+        if self.requested.is_set():
+            self.requested.clear()
+            return self.eog
+        return token
+
+    def stop(self, request: int | None = None) -> bool:
+        """Stop the running generation (``request`` None), or that request's, whether it runs now
+        or has yet to start; True when a running generation was told to stop."""
+        with self.lock:
+            if request is not None and self.active != request:
+                self.abandoned.add(request)
+                return False
+            if self.running:
+                self.requested.set()
+            return bool(self.running)
+
+    def forget(self, request: int) -> None:
+        with self.lock:
+            self.abandoned.discard(request)
+
+
+MAX_WAITING = 32  # generations queued behind the running one before new ones get a 429
+
+
+def _queue_and_disconnects(app: Any, switch: StopSwitch) -> Any:
+    """ASGI middleware: a client that disconnects from a generation stops it, running or queued (the
+    server itself notices only when it sends a text piece), and too many waiting get a 429."""
+    waiting, ids = [0], itertools.count(1)
+
+    async def middleware(scope: dict, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or not str(scope.get("path", "")).endswith("completions"):
+            await app(scope, receive, send)
+            return
+        if waiting[0] > MAX_WAITING:
+            body = json.dumps({"error": {"message": f"the model is busy: {waiting[0]} requests are waiting for it; "
+                                                    "try again shortly", "type": "busy"}}).encode()
+            await send({"type": "http.response.start", "status": 429,
+                        "headers": [(b"content-type", b"application/json"), (b"retry-after", b"5")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        request = next(ids)
+        done = asyncio.Event()
+        watcher: list[asyncio.Task] = []
+
+        async def watch() -> None:  # uvicorn answers every waiting receive() when the client leaves
+            message = await receive()
+            if message.get("type") == "http.disconnect" and not done.is_set():
+                switch.stop(request)
+
+        async def receive_body() -> dict:
+            message = await receive()
+            if message.get("type") == "http.request" and not message.get("more_body") and not watcher:
+                watcher.append(asyncio.ensure_future(watch()))
+            elif message.get("type") == "http.disconnect" and not done.is_set():
+                switch.stop(request)
+            return message
+
+        async def send_watched(message: dict) -> None:
+            if message.get("type") == "http.response.body" and not message.get("more_body"):
+                done.set()
+            await send(message)
+
+        waiting[0] += 1
+        token = REQUEST_ID.set(request)
+        try:
+            await app(scope, receive_body, send_watched)
+        finally:
+            done.set()
+            for task in watcher:
+                task.cancel()
+            REQUEST_ID.reset(token)
+            switch.forget(request)
+            waiting[0] -= 1
+
+    return middleware
+
+
+def _budgeted_chat_handler(llama: Any, report: dict[str, Any]) -> Any:
+    """/v1/chat/completions renders the template through the budgeted renderer (a hostile template
+    cannot wedge the server), falling back to ChatML with a line in the log."""
+    from llama_cpp import llama_chat_format
+
+    from quantdesk.chat.template import ChatTemplate, render_prompt, template_for
+
+    chosen = template_for(dict(report.get("metadata", {})))
+    template = ChatTemplate(chosen.source, chosen.text, report.get("bos_text", ""), report.get("eos_text", ""),
+                            chosen.note)
+    if template.note:
+        print(f"quantdesk: chat template: {template.note}", file=sys.stderr)
+
+    def formatter(*, messages: list[dict[str, Any]], **_: Any) -> Any:
+        plain = [{"role": str(m.get("role", "user")), "content": _text_of(m.get("content"))} for m in messages]
+        prompt, used = render_prompt(template, plain)
+        if used is not template:
+            print(f"quantdesk: chat template: {used.note}", file=sys.stderr)
+        bos = template.bos_token
+        return llama_chat_format.ChatFormatterResponse(
+            prompt=prompt, stop=[s for s in [*used.stop, template.eos_token] if s],
+            added_special=bool(bos and prompt.startswith(bos)) or not report.get("add_bos", True))
+
+    return llama_chat_format.chat_formatter_to_chat_completion_handler(formatter)
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):  # content parts: keep the text ones
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return "" if content is None else str(content)
+
+
+def _defer_template_compiles() -> None:
+    """llama-cpp-python compiles every chat template in the model's metadata while loading it, in
+    this process, and Jinja folds constant expressions as it compiles: ``{{ 'x' * 10**10 }}`` would
+    take this process down before it served a byte. Templates are rendered by the budgeted renderer
+    instead (``_budgeted_chat_handler``), so its formatter is replaced by one that compiles nothing."""
+    from llama_cpp import llama_chat_format
+
+    class NotCompiled:
+        def __init__(self, template: str, *args: Any, **kwargs: Any) -> None:
+            self.template = template
+
+        def to_chat_handler(self) -> Any:
+            def refuse(*args: Any, **kwargs: Any) -> Any:
+                raise ValueError("this chat format is served through QuantDesk's template renderer")
+            return refuse
+
+    llama_chat_format.Jinja2ChatFormatter = NotCompiled
+
+
+def _read_settings(argv: list[str]) -> dict[str, Any]:
+    """From stdin's first line (argv is readable by every local user); argv still works for tools."""
+    if argv:
+        return json.loads(argv[0])
+    return json.loads(sys.stdin.readline())
+
+
 def _piece(llama: Any, token: int) -> str:
     if token < 0:
         return ""
-    return llama._model.token_to_piece(token, special=True).decode("utf-8", "replace")
+    # llama-cpp-python 0.3.36 returns its whole 32-byte buffer: the piece, then NULs
+    return llama._model.token_to_piece(token, special=True).rstrip(b"\0").decode("utf-8", "replace")
 
 
 def main(argv: list[str]) -> int:
-    settings = json.loads(argv[0])
+    settings = _read_settings(argv)
     _own_stdout()
     keep = _install_log_capture()
     from quantdesk.hardware.ggml_devices import load_backends
@@ -128,9 +331,10 @@ def main(argv: list[str]) -> int:
         from llama_cpp.server.app import create_app
         from llama_cpp.server.settings import ModelSettings, ServerSettings
 
+        _defer_template_compiles()
         model_settings = ModelSettings(verbose=True, logits_all=False, **settings["model"])
         server_settings = ServerSettings(host=settings.get("host", "127.0.0.1"), port=settings.get("port", 0),
-                                         api_key=settings.get("api_key"), interrupt_requests=True)
+                                         api_key=settings.get("api_key"), interrupt_requests=False)
         t0 = time.perf_counter()
         app = create_app(server_settings=server_settings, model_settings=[model_settings])
         load_s = time.perf_counter() - t0
@@ -143,6 +347,7 @@ def main(argv: list[str]) -> int:
 
     llama = server_app._llama_proxy._current_model  # the one model this child serves
     timer = _EvalTimer(llama)
+    switch = StopSwitch(llama)
     with _log_lock:
         report = load_report_from_log(list(_log_lines))
     if report["total_layers"] is None:  # CPU-only builds do not log the offload line
@@ -171,6 +376,14 @@ def main(argv: list[str]) -> int:
             return JSONResponse({"error": "unauthorized"}, status_code=401)
         return {"report": report, "n_tokens": llama.n_tokens, "memory": _rss(), "last": timer.take()}
 
+    @app.post("/quantdesk/stop")
+    async def stop(request: Request) -> Any:
+        if not authorized(request):
+            return JSONResponse({"error": "unauthorized"}, status_code=401)
+        return {"stopping": switch.stop()}
+
+    llama.chat_handler = _budgeted_chat_handler(llama, report)
+
     sock = socket.socket(socket.AF_INET6 if ":" in server_settings.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -182,7 +395,7 @@ def main(argv: list[str]) -> int:
     sock.listen(64)
     port = sock.getsockname()[1]
     _emit({"event": "ready", "port": port, "report": report})
-    config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=30)
+    config = uvicorn.Config(_queue_and_disconnects(app, switch), log_level="warning", timeout_keep_alive=30)
     uvicorn.Server(config).run(sockets=[sock])
     del keep
     return 0

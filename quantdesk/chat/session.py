@@ -13,7 +13,7 @@ from quantdesk.base.errors import QuantDeskError
 from quantdesk.chat.engine import Engine, Finished, Token
 from quantdesk.chat.sampling import Sampling, defaults_for
 from quantdesk.chat.store import ChatStore, Conversation, Message
-from quantdesk.chat.template import ChatTemplate, render_prompt, template_for
+from quantdesk.chat.template import ChatTemplate, render_prompt
 
 HISTORY_STATUSES = ("complete", "stopped", "interrupted")
 MIN_REPLY_TOKENS = 64
@@ -38,9 +38,7 @@ class ChatSession:
         self.store = store
         raw = engine.report.raw
         metadata = dict(raw.get("metadata", {}))
-        self.template: ChatTemplate = template_for(metadata)
-        self.template = ChatTemplate(self.template.source, self.template.text, raw.get("bos_text", ""),
-                                     raw.get("eos_text", ""), self.template.note)
+        self.template: ChatTemplate = engine.template or Engine._choose_template(raw)
         self.add_bos = bool(raw.get("add_bos", True))
         self.model_defaults = defaults_for(metadata)
         if conversation_id is None:
@@ -110,7 +108,7 @@ class ChatSession:
     def _render(self, system: str, history: list[Message]) -> str:
         messages = ([{"role": "system", "content": system}] if system else []) + \
                    [{"role": m.role, "content": m.content} for m in history]
-        prompt = render_prompt(self.template, messages)
+        prompt, self.template = render_prompt(self.template, messages)
         if self.add_bos and self.template.bos_token and prompt.startswith(self.template.bos_token):
             prompt = prompt[len(self.template.bos_token):]  # llama.cpp adds BOS itself; never twice
         return prompt
@@ -144,7 +142,10 @@ class ChatSession:
         sampling = Sampling.from_json(conv.sampling or self.model_defaults.to_json())
         if self.template.note:
             yield Notice(f"Chat template: {self.template.note}.")
+        told = self.template.note
         prompt, n_prompt, dropped = self.fit_prompt(conv, sampling.max_tokens)
+        if self.template.note and self.template.note != told:  # the model's template gave up on this conversation
+            yield Notice(f"Chat template: {self.template.note}.")
         if dropped:
             yield Notice(f"The conversation is longer than the {self.engine.report.n_ctx}-token context: "
                          f"the oldest {dropped} message{'s' if dropped != 1 else ''} "
@@ -161,6 +162,8 @@ class ChatSession:
                     self.store.update_message(reply.id, content=text)
                 else:
                     finished = event
+                    if event.note:
+                        yield Notice(f"{event.note[0].upper()}{event.note[1:]}.")
                 yield event
         finally:
             if finished is None:  # the consumer went away or an error escaped: keep what came

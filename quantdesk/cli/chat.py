@@ -164,8 +164,43 @@ def _interactive(session) -> int:
                 return 1
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def serve_api_key(args: argparse.Namespace) -> str | None:
+    """The key ``serve`` requires: from ``--api-key-file`` (``-``: the first line of stdin), or
+    ``--api-key`` with a warning (a command line is visible to every local user). A non-loopback
+    address without a key is refused unless ``--insecure-no-key`` says it is meant."""
+    key = args.api_key
+    if args.api_key_file:
+        try:
+            text = sys.stdin.readline() if args.api_key_file == "-" else Path(args.api_key_file).read_text()
+        except OSError as exc:
+            raise QuantDeskError(f"cannot read the API key from {args.api_key_file}: {exc.strerror or exc}") from None
+        key = text.strip()
+        if not key:
+            raise QuantDeskError(f"{args.api_key_file} holds no API key")
+    elif key:
+        print("quantdesk: warning: --api-key is visible to every user of this machine in the process list; "
+              "prefer --api-key-file FILE (or - for stdin)", file=sys.stderr)
+    if not key and not _is_loopback(args.host) and not args.insecure_no_key:
+        raise QuantDeskError(
+            f"refusing to serve on {args.host} without an API key: anyone who can reach this machine could use the "
+            "model", "Add --api-key-file FILE (a key only you know), or --insecure-no-key if that is really meant.")
+    return key or None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    engine, name = start_engine(args, host=args.host, port=args.port, api_key=args.api_key, quiet=args.json)
+    api_key = serve_api_key(args)
+    engine, name = start_engine(args, host=args.host, port=args.port, api_key=api_key, quiet=args.json)
     url = f"http://{engine.host}:{engine.port}/v1"
     if args.json:
         emit_json({"url": url, "port": engine.port, "model": name, "load": engine.report.to_json()})
@@ -256,7 +291,12 @@ def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.Arg
     _add_load_args(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (0: any free one)")
-    p.add_argument("--api-key", default=None, help="require this bearer token")
+    p.add_argument("--api-key", default=None, help="require this bearer token (visible in the process list: "
+                                                    "prefer --api-key-file)")
+    p.add_argument("--api-key-file", default=None, metavar="FILE",
+                   help="require the bearer token read from FILE (- reads it from stdin)")
+    p.add_argument("--insecure-no-key", action="store_true",
+                   help="allow a non-loopback --host without an API key (anyone on the network can use it)")
     add_common(p)
     p.set_defaults(func=cmd_serve)
 

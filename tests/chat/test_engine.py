@@ -159,3 +159,61 @@ def test_plan_load_uses_the_planner_and_honours_overrides(llama8b_q4, tiny_model
         plan_load(llama8b_q4, load_hardware_spec("cpu-4gb"), ctx=8192)
     cpu = plan_load(tiny_model, load_hardware_spec("cpu-16gb-laptop"))
     assert cpu.settings.n_gpu_layers == 0 and json.dumps(cpu.settings.model_settings("x"))
+
+
+@pytest.fixture(scope="module")
+def never_text_engine(tmp_path_factory):
+    path = factory.write_never_text_model(tmp_path_factory.mktemp("bytes") / "bytes.gguf")
+    eng = Engine(path, LoadSettings(n_ctx=16384, n_threads=2), log_path=tmp_path_factory.mktemp("log") / "b.log")
+    eng.start(timeout=120)
+    yield eng
+    eng.stop()
+
+
+def test_stop_ends_a_reply_that_never_forms_text_within_a_second(never_text_engine):
+    """Its bytes never complete a character, so no text piece ever arrives to check Stop between."""
+    import threading
+
+    engine = never_text_engine
+    stopped_at: list[float] = []
+
+    def stop_soon() -> None:
+        stopped_at.append(time.perf_counter())
+        engine.stop_generation()
+
+    threading.Timer(1.0, stop_soon).start()
+    events = list(engine.complete("hello", Sampling(max_tokens=100000, ignore_eos=True)))
+    done = events[-1]
+    assert isinstance(done, Finished) and done.finish_reason == "stopped" and done.note is None
+    assert time.perf_counter() - stopped_at[0] < 1.0
+    assert not [e for e in events if isinstance(e, Token)]  # truly nothing was text
+    again = list(engine.complete("hello", Sampling(max_tokens=8, ignore_eos=True)))[-1]
+    assert again.finish_reason == "length"  # max_tokens holds though nothing is text; the engine is usable
+
+
+def test_a_model_process_that_does_not_stop_in_time_is_restarted_and_says_so(tmp_path, tiny_model):
+    import threading
+
+    eng = Engine(tiny_model, LoadSettings(n_ctx=4096, n_threads=2), log_path=tmp_path / "e.log")
+    eng.start(timeout=120)
+    try:
+        first_pid = eng.proc.pid
+
+        def freeze_then_stop() -> None:
+            os.kill(eng.report.pid, signal.SIGSTOP)  # as if llama.cpp were stuck inside one long call
+            eng.stop_generation()
+
+        t0 = time.perf_counter()
+        events = []
+        for event in eng.complete("hello", Sampling(max_tokens=100000, ignore_eos=True), extra=NO_EOS):
+            if not events:
+                threading.Thread(target=freeze_then_stop).start()
+            events.append(event)
+        done = events[-1]
+        assert done.finish_reason == "stopped" and done.error is None
+        assert "did not stop within" in done.note and "restarted" in done.note
+        assert eng.alive and eng.proc.pid != first_pid
+        assert time.perf_counter() - t0 < 60
+        assert list(eng.complete("hi", Sampling(max_tokens=4), extra=NO_EOS))[-1].finish_reason == "length"
+    finally:
+        eng.stop()

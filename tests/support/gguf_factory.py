@@ -150,3 +150,31 @@ def add_header_only_repo(hub, repo_id: str, tmp_dir, files: dict[str, tuple[Mode
     hub.add_repo(repo_id, content, **repo_kwargs)
     for name, size in sizes.items():
         hub.set_fault(repo_id, name, wrong_size=size)
+
+
+def write_never_text_model(path: str | os.PathLike, shape: ModelShape = TINY, byte: int = 0xE2,
+                           chat_template: str | None = CHATML_TEMPLATE) -> Path:
+    """A loadable model that only ever writes the byte ``byte`` (default 0xE2, the first byte of a
+    three-byte UTF-8 character), so its reply never forms text: every token embeds to the same
+    vector, the blocks add nothing, and the output head scores only that byte's token."""
+    path = Path(path)
+    w = GGUFWriter(str(path), "llama")
+    write_metadata(w, shape, LlamaFileType.ALL_F32, chat_template, False)
+    byte_token = 3 + byte  # spm_vocab: <unk>, <s>, </s>, then <0x00>…<0xFF>
+    for name, ne in tensor_shapes(shape):
+        np_shape = tuple(reversed(ne))
+        if len(ne) == 1:
+            data = np.ones(np_shape, dtype=np.float32)
+        elif name == "token_embd.weight":
+            data = np.ones(np_shape, dtype=np.float32)
+        elif name == "output.weight":
+            data = np.zeros(np_shape, dtype=np.float32)
+            data[byte_token, :] = 1.0
+        else:
+            data = np.zeros(np_shape, dtype=np.float32)
+        w.add_tensor(name, data)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path

@@ -21,7 +21,6 @@ from quantdesk.chat.engine import Engine, LoadReport, PlannedLoad
 from quantdesk.chat.load import start_model
 from quantdesk.chat.sampling import defaults_for
 from quantdesk.chat.session import ChatSession
-from quantdesk.chat.template import template_for
 from quantdesk.gui.pages.chat.workers import sentence
 from quantdesk.gui.tasks import run_task
 
@@ -203,7 +202,7 @@ class ModelsMixin:
         self._death_reported = False
         metadata = dict(engine.report.raw.get("metadata", {})) if engine.report else {}
         self._model_defaults = defaults_for(metadata)
-        self._template_note = template_for(metadata).note
+        self._template_note = engine.template.note if engine.template else None
         self.session = None
         self._ensure_session()
         self._populate_settings()
