@@ -74,6 +74,10 @@ def explain(error: BaseException | str, next_step: str | None = None) -> Explain
                                    "full, or the data folder read-only or on a network share"),
                          next_step or "Free some space or fix the folder's permissions, then retry; "
                                       "nothing already saved is lost.")
+    if isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.OperationalError):
+        return Explained(_sentence(f"One of QuantDesk's data files is damaged ({error})"),
+                         next_step or "Run `quantdesk repair`: it finds the damaged file, keeps it aside and starts a "
+                                      "new one; the other data is not touched.")
     if isinstance(error, MemoryError):
         return Explained("The system ran out of memory.", next_step or "Close other programs or pick a smaller quant.")
     return Explained(_sentence(f"Unexpected error: {type(error).__name__}: {error}"),

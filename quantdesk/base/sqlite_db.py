@@ -14,18 +14,79 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from contextlib import closing
 from pathlib import Path
+
+from quantdesk.base.errors import QuantDeskError
 
 MAX_KEEPERS = 8  # files kept open at once (tests make many data folders; an app uses two or three)
 _keepers: OrderedDict[str, sqlite3.Connection] = OrderedDict()
 _lock = threading.Lock()
 
 
+_checked: set[str] = set()
+
+
+class DamagedDatabase(QuantDeskError):
+    """One of the data folder's SQLite files cannot be read: it names the file and how to go on."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        self.path = path
+        what = {"chats.db": "the stored conversations", "library.db": "the library's index",
+                "downloads.db": "the download queue"}.get(path.name, "QuantDesk's data")
+        super().__init__(
+            f"{path} ({what}) is damaged and cannot be read ({detail}); nothing else is affected",
+            f"Run `quantdesk repair {path.stem}` (or use the window's “Start a new one”): the damaged file is kept "
+            f"beside it as {path.name}.damaged-…, and a new one is started.")
+
+
+def check_intact(path: str | Path) -> None:
+    """Raise ``DamagedDatabase`` when the file exists but SQLite cannot read it (once per file and
+    process: a quick_check reads every page, which for these small files is a few milliseconds)."""
+    path = Path(path)
+    key = str(path.absolute())
+    if key in _checked or not path.exists():
+        return
+    try:
+        with closing(sqlite3.connect(key, timeout=10)) as db:
+            result = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return  # in use elsewhere is not damage; the next open checks again
+        raise DamagedDatabase(path, str(exc)) from None
+    except sqlite3.DatabaseError as exc:
+        raise DamagedDatabase(path, str(exc)) from None
+    if result != ["ok"]:
+        raise DamagedDatabase(path, "; ".join(result[:2]))
+    _checked.add(key)
+
+
+def set_aside(path: str | Path) -> Path:
+    """Move a damaged file (and its WAL and shared-memory files) to ``NAME.damaged-STAMP`` so a new one
+    can start; returns where it went. The damaged copy is kept for a later rescue, never deleted."""
+    path = Path(path)
+    key = str(path.absolute())
+    with _lock:
+        keeper = _keepers.pop(key, None)
+        if keeper is not None:
+            keeper.close()
+    _checked.discard(key)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        part = Path(str(path) + suffix)
+        if part.exists():
+            part.replace(Path(str(target) + suffix))
+    return target
+
+
 def connect(path: str | Path, timeout: float = 10.0) -> sqlite3.Connection:
-    """A new connection (WAL, ``synchronous=NORMAL``, rows as ``sqlite3.Row``); close it when done."""
+    """A new connection (WAL, ``synchronous=NORMAL``, rows as ``sqlite3.Row``); close it when done.
+    A file SQLite cannot read raises ``DamagedDatabase``."""
     key = str(Path(path).absolute())
+    check_intact(key)
     _keep_open(key, timeout)
     db = sqlite3.connect(key, timeout=timeout)
     db.row_factory = sqlite3.Row

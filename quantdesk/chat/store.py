@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quantdesk.base import sqlite_db
 from quantdesk.base.errors import QuantDeskError
 from quantdesk.base.paths import data_dir
 
@@ -86,6 +87,7 @@ class ChatStore:
         """One connection per thread (the GUI streams on a worker thread)."""
         db = getattr(self._local, "db", None)
         if db is None:
+            sqlite_db.check_intact(self.path)
             db = sqlite3.connect(self.path, timeout=10)
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")

@@ -103,9 +103,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from quantdesk.chat.session import ChatSession
     from quantdesk.chat.store import ChatStore
 
+    store = ChatStore()  # a damaged chats.db is said before a model is loaded for nothing
     engine, name = start_engine(args, quiet=False)
     with engine:
-        store = ChatStore()
         session = ChatSession(engine, store, args.conversation, model_name=name, system_prompt=args.system)
         session.set_sampling(_sampling(args, session.sampling))
         if session.template.note:

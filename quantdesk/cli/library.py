@@ -200,6 +200,53 @@ def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.Arg
     add_common(p)
     p.set_defaults(func=cmd_import)
     register_downloads(sub, add_common)
+    p = sub.add_parser("repair", help="check QuantDesk's data files; set a damaged one aside and start a new one")
+    p.add_argument("which", nargs="*", default=[], metavar="chats|library|downloads",
+                   help="which data files (default: all three)")
+    add_common(p)
+    p.set_defaults(func=cmd_repair)
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    """Check chats.db, library.db and downloads.db; a damaged one is kept beside itself as
+    NAME.damaged-STAMP and a new one started (the library from the models folder's files)."""
+    from quantdesk.base import sqlite_db
+    from quantdesk.base.paths import data_dir
+    from quantdesk.library.index import restart_damaged_library
+
+    names = ["chats", "library", "downloads"]
+    unknown = [w for w in args.which if w not in names]
+    if unknown:
+        raise QuantDeskError(f"no data file called {', '.join(unknown)}; choose from {', '.join(names)}")
+    report: dict[str, dict] = {}
+    for name in args.which or names:
+        path = data_dir() / f"{name}.db"
+        try:
+            sqlite_db.check_intact(path)
+            report[name] = {"state": "ok" if path.exists() else "absent", "path": str(path)}
+            continue
+        except sqlite_db.DamagedDatabase as exc:
+            damage = str(exc)
+        if name == "library":
+            aside, outcome = restart_damaged_library(path)
+            report[name] = {"state": "replaced", "path": str(path), "kept_as": str(aside), "damage": damage,
+                            "models_found": len(outcome.imported),
+                            "unreadable": [{"path": str(p), "reason": why} for p, why in outcome.failed]}
+        else:
+            aside = sqlite_db.set_aside(path)
+            report[name] = {"state": "replaced", "path": str(path), "kept_as": str(aside), "damage": damage}
+    if args.json:
+        emit_json(report)
+        return 0
+    for name, row in report.items():
+        if row["state"] != "replaced":
+            print(f"{name}.db: {'fine' if row['state'] == 'ok' else 'not created yet'} ({row['path']})")
+            continue
+        extra = {"library": f"; {row.get('models_found', 0)} models in the models folder are listed again",
+                 "downloads": "; queued downloads must be added again (their partial files are kept and resume)",
+                 "chats": "; stored conversations start empty"}[name]
+        print(f"{name}.db was damaged; it is kept as {row['kept_as']} and a new one was started{extra}")
+    return 0
 
 
 def cmd_downloads(args: argparse.Namespace) -> int:

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         import sqlite3
 
-        if isinstance(exc, (OSError, sqlite3.OperationalError, MemoryError)):  # the machine said no: say why
+        if isinstance(exc, (OSError, sqlite3.DatabaseError, MemoryError)):  # the machine said no: say why
             from quantdesk.base.errors import explain
 
             told = explain(exc)

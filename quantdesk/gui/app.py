@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
@@ -19,6 +21,8 @@ from quantdesk.gui.preload import start_preload
 from quantdesk.gui.theme import apply_theme
 from quantdesk.hardware.detect import resolve_hardware
 from quantdesk.hardware.machine import Hardware
+
+log = logging.getLogger("quantdesk.gui")
 
 
 def _hardware_page(ctx: AppContext) -> QWidget:
@@ -157,6 +161,7 @@ class MainWindow(QMainWindow):
         # the shown page is built now, the others once the window has painted and their imports are
         # done (on a background thread: see gui/preload.py), one per event-loop turn
         self._preload: threading.Thread | None = None
+        self._damaged: list[Exception] = []  # data files the preload found damaged, offered once each
         self._heap_settled = False
         self._builder = QTimer(self, singleShot=True, interval=200, timeout=self._build_next)  # dies with us
         self._builder.start()
@@ -195,12 +200,51 @@ class MainWindow(QMainWindow):
             self._settle_heap()
             return
         if self._preload is None:
-            self._preload = start_preload(freeze=self.freeze_heap)
+            self._preload = start_preload(freeze=self.freeze_heap, on_damaged=self._damaged.append)
         if self._preload.is_alive():
             self._builder.start(30)  # building now would import on the GUI thread
             return
+        while self._damaged:
+            self._offer_new_data_file(self._damaged.pop(0))
         self.page(missing[0])
         self._builder.start(0)
+
+    def _offer_new_data_file(self, damaged: Exception) -> None:
+        """A damaged data file: say which, and offer to set it aside and start a new one."""
+        path = getattr(damaged, "path", None)
+        if path is not None and path.name == "downloads.db":
+            self.context.downloads  # noqa: B018 - starting the queue replaces its damaged file and says so
+            return
+        self.context.errors.report("Data", damaged, next_step="“Start a new one” keeps the damaged file beside it and "
+                                   "starts afresh; nothing else is touched.",
+                                   action="Start a new one", callback=lambda: self._start_new_data_file(path))
+
+    def _start_new_data_file(self, path: Path | None) -> None:
+        from quantdesk.gui.tasks import run_task
+
+        if path is None:
+            return
+
+        def work(_) -> Path | None:
+            from quantdesk.base import sqlite_db
+            from quantdesk.library.index import restart_damaged_library
+
+            try:
+                sqlite_db.check_intact(path)
+                return None  # replaced meanwhile (another window, `quantdesk repair`): nothing to do
+            except sqlite_db.DamagedDatabase:
+                pass
+            return restart_damaged_library(path)[0] if path.name == "library.db" else sqlite_db.set_aside(path)
+
+        def done(aside: Path | None) -> None:
+            self.context.errors.clear("Data")
+            if path.name == "library.db":
+                self.context.library_changed.emit()
+            elif path.name == "chats.db" and "chat" in self._built:
+                self._built["chat"].reopen_store()
+            log.info("%s was damaged: kept as %s, a new one started", path, aside)
+
+        run_task(work, done, lambda error: self.context.errors.report("Data", error), owner=self)
 
     def background_busy(self) -> bool:
         """Work a page has scheduled but not finished (e.g. the Hardware page's picks, started a moment

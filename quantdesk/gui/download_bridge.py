@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Signal
 
 from quantdesk.base.settings import load_settings
+from quantdesk.base.sqlite_db import DamagedDatabase, set_aside
 from quantdesk.hub.client import RepoGGUF
 from quantdesk.library.queue import DownloadJob, DownloadQueue
 
@@ -21,8 +22,19 @@ class QtDownloadQueue(QObject):
         super().__init__(parent)
         self.context = context
         # the listener runs on worker threads; emitting a signal from there is queued to the GUI thread
-        self.queue = DownloadQueue(max_concurrent=load_settings().max_concurrent_downloads,
-                                   listener=self.job_changed.emit)
+        try:
+            self.queue = DownloadQueue(max_concurrent=load_settings().max_concurrent_downloads,
+                                       listener=self.job_changed.emit)
+        except DamagedDatabase as damaged:
+            # The queue holds only jobs to do (the partial files stay, and resume when added again):
+            # the damaged file is kept beside it and a new queue starts, and the user is told.
+            aside = set_aside(damaged.path)
+            context.errors.report("Downloads", f"{damaged.path.name} was damaged ({damaged}); it is kept as "
+                                  f"{aside.name} and a new download queue was started",
+                                  next_step="Add the downloads you had queued again: their partial files are kept "
+                                            "and resume where they stopped.")
+            self.queue = DownloadQueue(max_concurrent=load_settings().max_concurrent_downloads,
+                                       listener=self.job_changed.emit)
         self.job_changed.connect(self._on_changed)
         self._reporters: dict[int, str] = {}
 

@@ -13,6 +13,7 @@ import gc
 import importlib
 import logging
 import threading
+from collections.abc import Callable
 
 log = logging.getLogger("quantdesk.gui")
 
@@ -33,9 +34,10 @@ def _import_all(modules: tuple[str, ...]) -> None:
             log.debug("preload of %s failed: %s", name, exc)
 
 
-def _prepare_databases() -> None:
+def _prepare_databases(on_damaged: Callable[[Exception], None] | None = None) -> None:
     """The data folder's SQLite files, created (first run: an fsync each, which waits behind any
-    other writing on the disk — measured 0.7 s) and held open here rather than on the GUI thread."""
+    other writing on the disk — measured 0.7 s) and held open here rather than on the GUI thread.
+    A damaged one is handed to ``on_damaged`` (the window offers to start a new one)."""
     from quantdesk.base import sqlite_db
     from quantdesk.base.paths import data_dir
     from quantdesk.chat import store as chat_store
@@ -46,22 +48,27 @@ def _prepare_databases() -> None:
                          ("chats.db", chat_store.SCHEMA)):
         try:
             sqlite_db.prepare(data_dir() / name, schema)
+        except sqlite_db.DamagedDatabase as exc:
+            if on_damaged is not None:
+                on_damaged(exc)
         except Exception as exc:  # noqa: BLE001 - the page that opens it reports the real error itself
             log.debug("preparing %s failed: %s", name, exc)
 
 
-def _warm_up(modules: tuple[str, ...], freeze: bool) -> None:
+def _warm_up(modules: tuple[str, ...], freeze: bool, on_damaged: Callable[[Exception], None] | None) -> None:
     _import_all(modules)
-    _prepare_databases()
+    _prepare_databases(on_damaged)
     if freeze:
         # What was just imported lives as long as the process: keep the garbage collector from walking
         # it in every full collection (each one a GUI-thread pause; see MainWindow._settle_heap).
         gc.freeze()
 
 
-def start_preload(modules: tuple[str, ...] = MODULES, freeze: bool = False) -> threading.Thread:
+def start_preload(modules: tuple[str, ...] = MODULES, freeze: bool = False,
+                  on_damaged: Callable[[Exception], None] | None = None) -> threading.Thread:
     """Start importing ``modules`` and preparing the databases (then, with ``freeze``, take what is
-    alive out of the garbage collector's walks); ``thread.is_alive()`` says whether it is still at it."""
-    thread = threading.Thread(target=_warm_up, args=(modules, freeze), name="preload", daemon=True)
+    alive out of the garbage collector's walks); ``thread.is_alive()`` says whether it is still at it.
+    ``on_damaged`` is called (on that thread) with each data file found damaged."""
+    thread = threading.Thread(target=_warm_up, args=(modules, freeze, on_damaged), name="preload", daemon=True)
     thread.start()
     return thread

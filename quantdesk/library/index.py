@@ -304,3 +304,26 @@ class Library:
                             source=r["source"], files=json.loads(r["files"]), added_at=r["added_at"],
                             verified_at=r["verified_at"], source_sha256=r["source_sha256"],
                             problems=json.loads(r["problems"]) if r["problems"] else [])
+
+
+def restart_damaged_library(db_path: Path | None = None) -> tuple[Path, ImportOutcome]:
+    """Set a damaged ``library.db`` aside and start a new one from what the models folder holds:
+    files under ``<models>/<org>/<repo>/`` come back as downloads of that repo (hashed again), any
+    other model there as imported. Returns where the damaged file went and what was found."""
+    library_db = db_path or data_dir() / "library.db"
+    aside = sqlite_db.set_aside(library_db)
+    library = Library(library_db)
+    root = models_dir()
+    outcome = ImportOutcome()
+    for path in find_ggufs([root]) if root.is_dir() else []:
+        try:
+            info = load_model_info(path)
+            parts = [Path(p).absolute() for p in info.files]
+            files = [{"path": str(p), "size": p.stat().st_size, "sha256": sha256_file(p)} for p in parts]
+            rel = path.absolute().relative_to(root.absolute()).parts
+            repo = f"{rel[0]}/{rel[1]}" if len(rel) >= 3 else None
+            outcome.imported.append(library.add(files=files, source="downloaded" if repo else "imported",
+                                                repo=repo, quant=info.quant))
+        except (QuantDeskError, OSError, ValueError) as exc:
+            outcome.failed.append((path, str(exc)))
+    return aside, outcome

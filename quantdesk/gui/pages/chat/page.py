@@ -20,6 +20,7 @@ token — so what the pane shows is exactly what is kept.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -40,6 +41,19 @@ from quantdesk.gui.pages.chat.transcript_html import TranscriptRenderer
 from quantdesk.gui.pages.chat.turns import TurnsMixin
 from quantdesk.gui.tasks import SerialWorker
 from quantdesk.hardware.machine import Hardware
+
+
+def _open_store() -> ChatStore:
+    """The stored conversations; a damaged chats.db must not block chatting, so this session's
+    conversations go to a scratch file until the window's “Start a new one” replaces it."""
+    from quantdesk.base.sqlite_db import DamagedDatabase
+
+    try:
+        return ChatStore()
+    except DamagedDatabase:
+        import tempfile
+
+        return ChatStore(Path(tempfile.mkdtemp(prefix="quantdesk-chats-")) / "chats.db")
 
 
 class ChatPage(LayoutMixin, ModelsMixin, ConversationsMixin, SettingsMixin, TurnsMixin, TranscriptMixin, QWidget):
@@ -63,7 +77,7 @@ class ChatPage(LayoutMixin, ModelsMixin, ConversationsMixin, SettingsMixin, Turn
         self.context = context
         self._hardware = hardware
         self.errors = errors or (context.errors if context is not None else None)  # else: our banner
-        self.store = store or ChatStore()
+        self.store = store or _open_store()
         self.engine: Engine | None = None
         self.session: ChatSession | None = None
         self.model_name: str | None = None
@@ -109,6 +123,16 @@ class ChatPage(LayoutMixin, ModelsMixin, ConversationsMixin, SettingsMixin, Turn
         else:
             self.new_conversation()
         self._update_actions()
+
+    def reopen_store(self) -> None:
+        """The stored conversations again, after chats.db was replaced."""
+        self.store = ChatStore()
+        self.session = None
+        self.refresh_conversations()
+        if self.conversation_list.count():
+            self.open_conversation(self.conversation_list.item(0).data(Qt.ItemDataRole.UserRole))
+        else:
+            self.new_conversation()
 
     @property
     def hardware(self) -> Hardware:
