@@ -111,6 +111,10 @@ def _already_installed(repo: str, entry: RepoGGUF):
 
 def cmd_list(args: argparse.Namespace) -> int:
     from quantdesk.library.index import Library
+    from quantdesk.quantize import journal
+
+    for fixed in journal.recover():  # a quantize job killed after it finished: its output is adopted here
+        print(f"quantdesk: note: {fixed.sentence()}", file=sys.stderr)
 
     models = Library().models()
     if args.json:

@@ -90,6 +90,10 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from quantdesk.quantize.job import Registered, SourceReady, run_job
     from quantdesk.quantize.quantizer import TensorProgress
 
+    from quantdesk.quantize import journal
+
+    for fixed in journal.recover():  # what an earlier, killed job left
+        print(f"quantdesk: note: {fixed.sentence()}", file=sys.stderr)
     hardware = resolve_hardware(args.hardware) if args.hardware else None
     download_bar, bar = ProgressBar(), QuantizeProgress()
     registered = report = None

@@ -55,9 +55,21 @@ def _prepare_databases(on_damaged: Callable[[Exception], None] | None = None) ->
             log.debug("preparing %s failed: %s", name, exc)
 
 
+def _recover_quantize_jobs() -> None:
+    """Put right what quantize jobs killed with an earlier run left (partial files, unregistered outputs)."""
+    try:
+        from quantdesk.quantize import journal
+
+        for fixed in journal.recover():
+            log.info("%s", fixed.sentence())
+    except Exception as exc:  # noqa: BLE001 - the next quantize job tries again
+        log.debug("quantize job recovery failed: %s", exc)
+
+
 def _warm_up(modules: tuple[str, ...], freeze: bool, on_damaged: Callable[[Exception], None] | None) -> None:
     _import_all(modules)
     _prepare_databases(on_damaged)
+    _recover_quantize_jobs()
     if freeze:
         # What was just imported lives as long as the process: keep the garbage collector from walking
         # it in every full collection (each one a GUI-thread pause; see MainWindow._settle_heap).

@@ -20,6 +20,7 @@ from quantdesk.library.download import DownloadEvent
 from quantdesk.library.index import LibraryModel
 from quantdesk.planning.plan import REPO_ID_RE
 from quantdesk.planning.quantize_cost import Preflight
+from quantdesk.quantize import journal
 from quantdesk.quantize.evaluate import DEFAULT_TOKENS, QualityReport, eval_problem, eval_ram_needed, evaluate
 from quantdesk.quantize.quantizer import (
     QuantizeResult,
@@ -144,22 +145,28 @@ def run_job(spec: str, preset_name: str, output: str | Path | None = None, *, ov
     else:
         yield SourceReady(source, None)
     result = None
+    entry = None  # the journal entry: what a killed run leaves is put right on the next start
     job = quantize(source.path, preset_name, output, threads=threads, hardware=hardware, cancel=cancel,
                    overwrite=overwrite)
     try:
         for event in job:
-            if isinstance(event, Preflight) and event.ok and evaluate_quality:
-                problem = eval_problem(eval_ram_needed(source.path, eval_tokens), event.ram_available)
-                if problem:
-                    raise QuantDeskError(problem)
+            if isinstance(event, Preflight) and event.ok:
+                if evaluate_quality:
+                    problem = eval_problem(eval_ram_needed(source.path, eval_tokens), event.ram_available)
+                    if problem:
+                        raise QuantDeskError(problem)
+                entry = journal.begin(event.output, preset_name, source)
             if isinstance(event, QuantizeResult):
                 result = event
             yield event
+        if result is None:  # pragma: no cover - quantize() either yields a result or raises
+            raise QuantDeskError("the quantizer ended without a result")
+        registered = register_quantized(result.output, result.preset, source)
     finally:
         job.close()  # kills the child and removes the partial output unless the job finished
-    if result is None:  # pragma: no cover - quantize() either yields a result or raises
-        raise QuantDeskError("the quantizer ended without a result")
-    yield Registered(register_quantized(result.output, result.preset, source), result)
+        if entry is not None:
+            journal.end(entry)
+    yield Registered(registered, result)
     if evaluate_quality:
         yield Evaluating(eval_tokens)
         yield evaluate(source.path, result.output, n_tokens=eval_tokens, threads=threads, cancel=cancel)

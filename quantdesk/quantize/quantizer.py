@@ -211,6 +211,7 @@ def _run(proc: subprocess.Popen, model: ModelInfo, preset: QuantPreset, check: P
     threading.Thread(target=_drain, args=(proc.stderr, tail), daemon=True).start()
     done_event: dict | None = None
     error_event: dict | None = None
+    checking = False  # the child is loading the input to see that llama.cpp can use it
     last: TensorProgress | None = None
     done_bytes = 0
     success = False
@@ -231,7 +232,10 @@ def _run(proc: subprocess.Popen, model: ModelInfo, preset: QuantPreset, check: P
                 tail.append(line.rstrip())
                 continue
             kind = ev.get("event")
-            if kind == "started":
+            if kind == "checking":
+                checking = True
+            elif kind == "started":
+                checking = False
                 yield Started(int(ev["pid"]), int(ev["threads"]))
             elif kind == "tensor":
                 last = _progress(ev, sizes, done_bytes, total_bytes, time.monotonic() - t0)
@@ -242,8 +246,18 @@ def _run(proc: subprocess.Popen, model: ModelInfo, preset: QuantPreset, check: P
                 break
             elif kind == "error":
                 error_event = ev
+        if error_event is not None and error_event.get("unloadable"):
+            raise QuantDeskError(f"{check.input.name} cannot be quantized: {error_event['message']}; the result "
+                                 "would not load either", "Download the model again or pick another source file.")
         if error_event is not None:
             raise QuantDeskError(f"llama.cpp could not quantize {check.input.name}: {error_event['message']}")
+        if done_event is None and checking:
+            rc = proc.wait()
+            detail = next((line for line in reversed(tail)
+                           if any(w in line.lower() for w in ("error", "assert", "failed", "what()"))), "")
+            raise QuantDeskError(f"{check.input.name} cannot be quantized: llama.cpp cannot read it (loading it "
+                                 f"{death_reason(rc)}{f': {detail.strip()[-300:]}' if detail else ''}), so the "
+                                 "result would not load either", "Download the model again or pick another source file.")
         if done_event is None:
             raise QuantDeskError(_crash_message(proc.wait(), check, last, tail))
         _check_output(partial, check)

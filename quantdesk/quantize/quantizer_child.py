@@ -109,7 +109,7 @@ def run(job: dict[str, Any], out: TextIO) -> int:
         try:
             parser.feed(int(level), text.decode("utf-8", "replace"))
         except BrokenPipeError:  # the parent is gone: nobody will use or clean up the output
-            os._exit(3)
+            _abandon()
         except Exception as exc:  # noqa: BLE001 - an exception must never unwind into C
             sys.stderr.write(f"quantize_child: log parsing failed: {exc}\n")
 
@@ -117,6 +117,18 @@ def run(job: dict[str, Any], out: TextIO) -> int:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = int(job["ftype"])
     params.nthread = int(job.get("threads") or 0)
+    # llama.cpp quantizes files it cannot load (a vocabulary it rejects, say): the result would abort
+    # whoever loads it. So the input's vocabulary is loaded first; an abort here says so at once.
+    emit({"event": "checking"})
+    check = llama_cpp.llama_model_default_params()
+    check.vocab_only = True
+    loaded = llama_cpp.llama_model_load_from_file(job["input"].encode(), check)
+    if not loaded:
+        emit({"event": "error", "message": "llama.cpp cannot load this model ("
+              + (parser.errors[-1] if parser.errors else "it refused the file") + ")", "unloadable": True})
+        return 1
+    llama_cpp.llama_model_free(loaded)
+    parser.errors.clear()
     sampler = MemorySampler()
     base = read_status()
     emit({"event": "started", "pid": os.getpid(), "threads": params.nthread, "base_anon": base.get("RssAnon", 0)})
@@ -144,14 +156,28 @@ def run(job: dict[str, Any], out: TextIO) -> int:
     return 0
 
 
+_writing: list[str] = []  # the partial output of the job in hand
+
+
+def _abandon() -> None:
+    """The parent is gone: remove the partial output and stop at once."""
+    for path in _writing:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    os._exit(3)
+
+
 def _exit_with_parent(interval: float = 0.5) -> None:
-    """A parent killed without cleaning up must not leave us writing gigabytes for nobody."""
+    """A parent killed without cleaning up must not leave us writing gigabytes for nobody, nor the
+    partial output behind (nobody else would know it is garbage)."""
     parent = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(interval)
-        os._exit(3)
+        _abandon()
 
     threading.Thread(target=watch, daemon=True).start()
 
@@ -172,7 +198,9 @@ def main(argv: list[str]) -> int:
     line = argv[0] if argv else sys.stdin.readline()
     if not line.strip():
         return 0
-    return run(json.loads(line), out)
+    job = json.loads(line)
+    _writing.append(job["output"])
+    return run(job, out)
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ def repo_source(repo_id: str, revision: str | None = None, cancel: threading.Eve
 def register_quantized(output: Path, preset: str, source: QuantizeSource,
                        library: Library | None = None) -> LibraryModel:
     """Hash the new file and add it to the library with the input's hash as its origin."""
-    source_sha = source.sha256 or sha256_file(source.path)
+    source_sha = source.sha256 or (sha256_file(source.path) if source.path.is_file() else None)
     files = [{"path": str(output), "size": output.stat().st_size, "sha256": sha256_file(output)}]
     return (library or Library()).add(files=files, source="quantized", repo=source.repo, quant=preset,
                                       source_sha256=source_sha)
