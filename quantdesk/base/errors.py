@@ -78,6 +78,15 @@ def explain(error: BaseException | str, next_step: str | None = None) -> Explain
         return Explained(_sentence(f"One of QuantDesk's data files is damaged ({error})"),
                          next_step or "Run `quantdesk repair`: it finds the damaged file, keeps it aside and starts a "
                                       "new one; the other data is not touched.")
+    if isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG:
+        name = str(error.filename or "")
+        shown = f" ({name[:40]}…)" if len(name) > 40 else f" ({name})" if name else ""
+        return Explained(f"The file name is too long for this file system{shown}.",
+                         next_step or "Use a shorter file name or a shorter folder path.")
+    if isinstance(error, OSError) and error.strerror:
+        where = f": {error.filename}" if error.filename else ""
+        return Explained(_sentence(f"{error.strerror}{where}"),
+                         next_step or "Check the path, the free space and the permissions, then retry.")
     if isinstance(error, MemoryError):
         return Explained("The system ran out of memory.", next_step or "Close other programs or pick a smaller quant.")
     return Explained(_sentence(f"Unexpected error: {type(error).__name__}: {error}"),

@@ -8,7 +8,7 @@ from typing import Callable
 
 from quantdesk.base.errors import QuantDeskError
 from quantdesk.base.units import fmt_bytes
-from quantdesk.cli.output import emit_json
+from quantdesk.cli.output import context_length, emit_json, positive, printable
 
 
 def _offline_notice(why: str) -> str:
@@ -49,7 +49,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             fit = "  nothing fits" if "error" not in r else f"  ({r['error']})"
         popularity = (f"{r['downloads']:>10,} downloads {r['likes']:>6} likes" if r["source"] == "hub"
                       else f"{r['params'] / 1e9:>8.1f} B params (catalog)")
-        print(f"{r['repo']:60} {popularity}{badge}{fit}")
+        print(f"{printable(r['repo']):60} {popularity}{badge}{printable(fit)}")
     if not rows:
         print("No GGUF repos found.")
     return 0
@@ -114,11 +114,12 @@ def cmd_files(args: argparse.Namespace) -> int:
         mark = "*" if o and o.recommended else " "
         size = ("~" if r.get("size_estimated") else "") + fmt_bytes(r["size"])
         sha = r["parts"][0].get("sha256")
-        print(f" {mark} {r['name']:55} {r['quant'] or '?':8} {size:>10}  {verdict}"
+        # names, hashes and reasons come from the hub: printed so no escape sequence reaches the terminal
+        print(f" {mark} {printable(r['name']):55} {printable(r['quant'] or '?'):8} {size:>10}  {printable(verdict)}"
               f"{'  ' + str(len(r['parts'])) + ' parts' if len(r['parts']) > 1 else ''}")
-        print(f"   {'':55} sha256 {sha or 'not published (cannot be verified)'}")
+        print(f"   {'':55} sha256 {printable(sha) if sha else 'not published (cannot be verified)'}")
     if unplanned:
-        print(f"  not planned: {unplanned}")
+        print(f"  not planned: {printable(unplanned)}")
     if result and result.recommended:
         print(f"  {result.recommended.reason}")
     for note in result.notes if result else []:
@@ -178,14 +179,14 @@ def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.Arg
     p.add_argument("--fits", action="store_true", help="rank models by how well their best quant runs here: usable speed, "
                    "full GPU, then the most capable model")
     p.add_argument("--sort", choices=["downloads", "likes", "recent", "trending"], default="downloads")
-    p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--ctx", type=int, default=None)
+    p.add_argument("--limit", type=positive, default=20)
+    p.add_argument("--ctx", type=context_length, default=None)
     p.add_argument("--offline", action="store_true", help="use the bundled catalog, not the hub")
     add_common(p)
     p.set_defaults(func=cmd_search)
     p = sub.add_parser("files", help="a repo's GGUF files with the planner's verdict for this machine")
     p.add_argument("repo")
-    p.add_argument("--ctx", type=int, default=None)
+    p.add_argument("--ctx", type=context_length, default=None)
     p.add_argument("--offline", action="store_true", help="use the bundled catalog, not the hub")
     add_common(p)
     p.set_defaults(func=cmd_files)

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from quantdesk.base.errors import QuantDeskError
 from quantdesk.base.units import fmt_bytes
-from quantdesk.cli.output import emit_json
+from quantdesk.cli.output import context_length, emit_json, port, positive
 
 
 def resolve_model(key: str) -> tuple[str, str]:
@@ -263,11 +263,11 @@ def cmd_chats(args: argparse.Namespace) -> int:
 
 def _add_load_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="a library model name or a path to a .gguf file")
-    p.add_argument("--ctx", type=int, default=None, help="context length (default: the planner's)")
+    p.add_argument("--ctx", type=context_length, default=None, help="context length (default: the planner's)")
     p.add_argument("--gpu-layers", type=_gpu_layers, default="auto", metavar="auto|N",
                    help="layers on the GPU (default: the planner's split for this machine)")
     p.add_argument("--kv-type", default="f16", choices=["f16", "q8_0", "q4_0"], help="KV cache type")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the Settings choice, else physical cores)")
+    p.add_argument("--threads", type=positive, default=None, help="CPU threads (default: the Settings choice, else physical cores)")
 
 
 def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -276,7 +276,7 @@ def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.Arg
     p.add_argument("--prompt", help="send this one message, stream the reply and exit")
     p.add_argument("--system", default=None, help="system prompt")
     p.add_argument("--conversation", type=int, default=None, metavar="ID", help="continue a stored conversation")
-    p.add_argument("--max-tokens", type=int, default=None)
+    p.add_argument("--max-tokens", type=positive, default=None)
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--top-k", type=int, default=None)
@@ -290,7 +290,7 @@ def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.Arg
     p = sub.add_parser("serve", help="serve a model on an OpenAI-compatible HTTP API")
     _add_load_args(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (0: any free one)")
+    p.add_argument("--port", type=port, default=8000, help="port (0: any free one)")
     p.add_argument("--api-key", default=None, help="require this bearer token (visible in the process list: "
                                                     "prefer --api-key-file)")
     p.add_argument("--api-key-file", default=None, metavar="FILE",

@@ -10,7 +10,7 @@ from typing import Callable
 from quantdesk.base.errors import QuantDeskError
 from quantdesk.base.units import fmt_bytes
 from quantdesk.catalog.refresh import list_and_remember
-from quantdesk.cli.output import emit_json
+from quantdesk.cli.output import context_length, emit_json, positive
 from quantdesk.hub.client import RepoGGUF
 
 
@@ -183,7 +183,7 @@ def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.Arg
     group = p.add_mutually_exclusive_group()
     group.add_argument("--quant", help="quant label, e.g. Q4_K_M")
     group.add_argument("--best", action="store_true", help="the planner's recommendation for this machine")
-    p.add_argument("--ctx", type=int, default=None)
+    p.add_argument("--ctx", type=context_length, default=None)
     p.add_argument("--revision", default=None)
     add_common(p)
     p.set_defaults(func=cmd_download)
@@ -312,8 +312,8 @@ def register_downloads(sub: argparse._SubParsersAction, add_common: Callable[[ar
     p.add_argument("--repo", help="add: the hub repo")
     p.add_argument("--quant", help="add: which quant")
     p.add_argument("--best", action="store_true", help="add: the planner's pick for this machine")
-    p.add_argument("--ctx", type=int, default=None)
+    p.add_argument("--ctx", type=context_length, default=None)
     p.add_argument("--now", action="store_true", help="add: and run the queue until it is empty")
-    p.add_argument("--concurrency", type=int, default=2, help="downloads at a time (default 2)")
+    p.add_argument("--concurrency", type=positive, default=2, help="downloads at a time (default 2)")
     add_common(p)
     p.set_defaults(func=cmd_downloads)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from quantdesk.base.errors import QuantDeskError
 from quantdesk.base.units import fmt_bytes
-from quantdesk.cli.output import emit_json
+from quantdesk.cli.output import emit_json, positive
 
 
 class QuantizeProgress:
@@ -148,10 +148,10 @@ def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.Arg
                    help="target preset, e.g. Q4_K_M, Q5_K_M, Q6_K, Q8_0, IQ4_XS (an unknown one lists them all)")
     p.add_argument("-o", "--output", default=None,
                    help="output .gguf (default: <library>/quantized/<name>-<TYPE>.gguf)")
-    p.add_argument("--threads", type=int, default=None, help="quantizer threads (default: the Settings choice, else all CPUs)")
+    p.add_argument("--threads", type=positive, default=None, help="quantizer threads (default: the Settings choice, else all CPUs)")
     p.add_argument("--eval", action="store_true",
                    help="score the result against its source: KL divergence, top-1 agreement, perplexity")
-    p.add_argument("--eval-tokens", type=int, default=256, metavar="N", help="tokens of sample text for --eval")
+    p.add_argument("--eval-tokens", type=positive, default=256, metavar="N", help="tokens of sample text for --eval")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--revision", default=None, help="hub revision when INPUT is a repo id")
     add_common(p)

@@ -6,7 +6,7 @@ import argparse
 from typing import Callable
 
 from quantdesk.base.units import fmt_bytes, fmt_rate
-from quantdesk.cli.output import emit_json
+from quantdesk.cli.output import context_length, emit_json
 from quantdesk.hardware.detect import resolve_hardware
 from quantdesk.hardware.machine import Hardware
 
@@ -103,7 +103,7 @@ def register_all(sub: argparse._SubParsersAction, add_common: Callable[[argparse
 
     p = sub.add_parser("plan", help="which quant fits, with how many GPU layers, how fast")
     p.add_argument("model", help="a local .gguf file or a hub repo id (owner/name)")
-    p.add_argument("--ctx", type=int, default=None, help="context length (default 4096, or the model's own if smaller)")
+    p.add_argument("--ctx", type=context_length, default=None, help="context length (default 4096, or the model's own if smaller)")
     p.add_argument("--kv-type", default="f16", choices=["f16", "q8_0", "q4_0"], help="KV cache type")
     add_common(p)
     p.set_defaults(func=cmd_plan)

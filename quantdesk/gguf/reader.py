@@ -286,6 +286,8 @@ def read_header_with(read_range: Callable[[int, int], bytes], file_size: int, wh
 def read_header(path: str | Path) -> GGUFHeader:
     """Read the header of a local GGUF file (only the bytes the header needs)."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, a pipe (opening one waits forever) or a device
+        raise GGUFError(f"{path.name} is not a regular file, so it is not a model")
     try:
         size = path.stat().st_size
         with path.open("rb") as fh:

@@ -115,7 +115,9 @@ def hardware_from_json(data: Any, source: str = "file") -> Hardware:
         name=str(cpu_data.get("name", "CPU")),
         cores=max(1, int(cpu_data.get("cores", 4))),
         threads=max(1, int(cpu_data.get("threads", cpu_data.get("cores", 4)))),
-        features=[str(f) for f in cpu_data.get("features", [])],
+        # upper case as detection writes them ("avx2" from a hand-written file means AVX2, which the
+        # planner's CPU repack model depends on)
+        features=[str(f).strip().upper() for f in cpu_data.get("features", [])],
     )
     ram_total = _int(data, "ram_total", "")
     ram_bw = data.get("ram_bandwidth")

@@ -48,16 +48,26 @@ class RepoGGUF:
                 "parts": [{"path": p.path, "size": p.size, "sha256": p.sha256} for p in self.parts]}
 
 
-_SAFE_PART = re.compile(r"^[A-Za-z0-9._\-+=@ ()\[\],]+$")
+_SAFE_PUNCTUATION = frozenset("._-+=@ ()[],'&!#%~")
+_WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com\d|lpt\d)(\..*)?$", re.IGNORECASE)
+MAX_PART_BYTES = 200  # file systems allow 255 bytes a name; ".part.ranges" and friends are appended
+
+
+def _safe_part(part: str) -> bool:
+    """Letters and digits of any script (a Japanese or Cyrillic model name is legitimate) and a few
+    punctuation marks; never separators, control or formatting characters (no bidi overrides)."""
+    return (part not in ("", ".", "..") and not part.startswith(" ") and not part.endswith((" ", "."))
+            and all(c.isalnum() or c in _SAFE_PUNCTUATION for c in part)
+            and not _WINDOWS_RESERVED.match(part) and len(part.encode("utf-8")) <= MAX_PART_BYTES)
 
 
 def check_repo_path(path: str) -> str:
-    """Refuse a repo file name that could escape the library folder."""
+    """Refuse a repo file name that could escape the library folder, or that a file system refuses."""
     if (not path or "\\" in path or "\x00" in path or path.startswith(("/", "~")) or ":" in path
             or posixpath.isabs(path)):
         raise QuantDeskError(f"refusing unsafe file name from the hub: {path!r}")
     for part in path.split("/"):
-        if part in ("", ".", "..") or not _SAFE_PART.match(part):
+        if not _safe_part(part):
             raise QuantDeskError(f"refusing unsafe file name from the hub: {path!r}")
     return path
 

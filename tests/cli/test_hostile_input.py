@@ -116,3 +116,62 @@ def test_a_hub_that_never_answers_ends_in_one_sentence_naming_it(silent_hub, ver
     assert silent_hub in out.stderr and "did not answer" in out.stderr
     assert "Check the network connection" in out.stderr
     assert took < 30  # bounded by the timeouts and the retry deadline, not by the server
+
+
+def test_a_pipe_named_like_a_model_is_refused_not_waited_on(tmp_path):
+    fifo = tmp_path / "x.gguf"
+    os.mkfifo(fifo)
+    for verb in (("plan", str(fifo)), ("import", str(fifo))):
+        out = run_cli(*verb, timeout=20)  # it used to wait forever for a writer
+        assert out.returncode == 1 and "not a regular file" in out.stderr
+
+
+@pytest.mark.parametrize("args, said", [
+    (("plan", "m.gguf", "--ctx", "64"), "llama.cpp's smallest context is 256"),
+    (("plan", "m.gguf", "--ctx", "-5"), "llama.cpp's smallest context is 256"),
+    (("chat", "m.gguf", "--max-tokens", "-1"), "not a positive number"),
+    (("serve", "m.gguf", "--port", "70000"), "not a TCP port"),
+    (("quantize", "m.gguf", "--type", "Q8_0", "--threads", "0"), "not a positive number"),
+])
+def test_numbers_that_cannot_work_are_refused_with_the_reason(args, said):
+    out = run_cli(*args)
+    assert out.returncode == 2 and said in out.stderr
+
+
+def test_a_file_name_too_long_for_the_file_system_is_one_sentence(tmp_path):
+    out = run_cli("import", str(tmp_path / ("a" * 300 + ".gguf")))
+    assert out.returncode == 1 and "too long for this file system" in out.stderr
+    assert "unexpected" not in out.stderr.lower() and "log" not in out.stderr
+
+
+def test_hub_file_names_cannot_drive_the_terminal(fake_hub, tiny_model):
+    evil = "x\x1b]0;pwned\x07\x1b[2J-Q8_0.gguf"
+    fake_hub.add_repo("evil/Escape-GGUF", {evil: tiny_model, "fine-Q8_0.gguf": tiny_model})
+    out = run_cli("files", "evil/Escape-GGUF")
+    assert "\x1b" not in out.stdout + out.stderr and "\x07" not in out.stdout
+    assert "\\x1b]0;pwned" in out.stdout and "fine-Q8_0.gguf" in out.stdout
+
+
+def test_a_model_named_in_another_script_downloads(fake_hub, tiny_model):
+    name = "Модель-日本語-Q8_0.gguf"
+    fake_hub.add_repo("someorg/Unicode-GGUF", {name: tiny_model})
+    out = run_cli("download", "someorg/Unicode-GGUF", "--quant", "Q8_0", "--json")
+    assert out.returncode == 0, out.stderr
+    import json
+
+    (entry,) = json.loads(out.stdout)["files"]
+    assert Path(entry["path"]).name == name and entry["verified"] is True
+
+
+def test_cpu_features_in_a_hardware_file_are_read_whatever_their_case(tmp_path, llama8b_q4):
+    import json
+
+    base = json.loads(run_cli("hw", "--json", "--hardware", "cpu-16gb-laptop").stdout)
+    rams = []
+    for case in (str.upper, str.lower):
+        spec = dict(base, cpu=dict(base["cpu"], features=[case(f) for f in base["cpu"]["features"]]))
+        path = tmp_path / f"hw-{case.__name__}.json"
+        path.write_text(json.dumps(spec))
+        plan = json.loads(run_cli("plan", str(llama8b_q4), "--json", "--hardware", str(path)).stdout)
+        rams.append(plan["options"][0]["ram"])
+    assert rams[0] == rams[1]  # "avx2" is AVX2: the CPU repack copy is counted either way
