@@ -4,7 +4,6 @@ replaced, and never takes the other data with it."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

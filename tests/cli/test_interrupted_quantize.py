@@ -4,7 +4,6 @@ finished but before the library heard of it has its output adopted on the next s
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -70,7 +69,7 @@ def test_a_quantize_killed_before_registering_has_its_output_adopted(medium_f16,
     for _attempt in range(5):  # the window between the file landing and the library hearing of it is short
         out.unlink(missing_ok=True)
         proc = start(medium_f16, out)
-        wait_for(lambda: out.exists() or proc.poll() is not None, step=0.001)
+        wait_for(lambda p=proc: out.exists() or p.poll() is not None, step=0.001)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         if out.exists() and proc.returncode == -signal.SIGKILL and out not in _library_paths():
