@@ -25,6 +25,7 @@ class Settings:
     threads: int | None = None          # None: llama.cpp's choice for this CPU
     theme: str = "system"
     max_concurrent_downloads: int = 2
+    enter_sends: bool = True            # Chat: Enter sends, Shift+Enter is a new line; False: Ctrl+Enter sends
 
 
 def settings_path() -> Path:

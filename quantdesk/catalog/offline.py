@@ -19,6 +19,7 @@ from gguf import GGMLQuantizationType
 
 from quantdesk.base.paths import resources_dir
 from quantdesk.catalog.refresh_store import read_refresh, refresh_path
+from quantdesk.hub.endpoint import DEFAULT_ENDPOINT
 from quantdesk.gguf.model_info import ModelInfo
 from quantdesk.gguf.quant_presets import quantized_tensors
 from quantdesk.gguf.quants import quality
@@ -50,7 +51,8 @@ class CatalogModel:
     arch: dict[str, Any]
     arch_source: str | None
     files: list[CatalogFile] = field(default_factory=list)
-    hub_status: str | None = None   # "ok": files as the hub listed them; "gone": the hub no longer has it
+    hub_status: str | None = None   # "ok": files as the hub listed them; "gone": huggingface.co no longer has it
+    absent_from: str | None = None  # a mirror that lacks it (it may well be on the hub: still planned)
 
     def estimated_size(self, f: CatalogFile) -> int:
         """The file's size where published, else parameters × the preset's bits per weight."""
@@ -63,7 +65,7 @@ class CatalogModel:
     def to_json(self) -> dict[str, Any]:
         return {"repo": self.repo, "base_model": self.base_model, "params": self.params, "arch": self.arch,
                 "arch_source": self.arch_source, "files": [f.to_json() for f in self.files],
-                "hub_status": self.hub_status}
+                "hub_status": self.hub_status, "absent_from": self.absent_from}
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,16 @@ class Catalog:
     def origin(self) -> str:
         """Which catalog is shown, in a sentence (notes and the CLI say it)."""
         return f"bundled catalog, {self.freshness()}"
+
+    def mirror_gaps(self) -> str | None:
+        """Where a mirror lacks some of the catalog's repos, in a sentence: they are still planned
+        (from their published shapes); only a download from that mirror would fail."""
+        absent = [m for m in self.models if m.absent_from]
+        if not absent:
+            return None
+        where = absent[0].absent_from
+        return (f"{len(absent)} of the catalog's {len(self.models)} repos are not on {where} (a mirror or another "
+                "hub); they are planned from their published shapes, and downloading them needs huggingface.co")
 
     def label(self) -> str:
         """Which catalog is shown, as a heading (the Discover page's source line)."""
@@ -133,9 +145,14 @@ def _load_catalog(refresh_file: str, _stamp: int | None) -> Catalog:
             files = _files(seen["files"], f"{refresh.get('endpoint', 'the hub')} on {str(seen.get('at', ''))[:10]}")
             status, refreshed = "ok", refreshed + 1
         elif isinstance(seen, dict) and seen.get("status") == "gone":
-            status = "gone"
+            # before mirrors were told apart, a mirror's gap was recorded as gone: only the hub can say so
+            trusted = "endpoint" in seen or refresh.get("endpoint", DEFAULT_ENDPOINT) == DEFAULT_ENDPOINT
+            status = "gone" if trusted else None
+        absent = seen.get("absent_from") if isinstance(seen, dict) else None
+        if status is None and isinstance(seen, dict) and seen.get("status") == "gone":
+            absent = refresh.get("endpoint")
         models.append(CatalogModel(m["repo"], m.get("base_model"), int(m["params"]), m["arch"], m.get("arch_source"),
-                                   files, status))
+                                   files, status, absent))
     return Catalog(str(data.get("snapshot", "")), models, refresh.get("refreshed_at"), refreshed)
 
 

@@ -20,7 +20,7 @@ from quantdesk.base.errors import QuantDeskError
 from quantdesk.catalog.offline import load_catalog
 from quantdesk.catalog.refresh_store import now_stamp, read_refresh, write_refresh
 from quantdesk.hub.client import RepoGGUF, list_repo_ggufs
-from quantdesk.hub.endpoint import hub_endpoint
+from quantdesk.hub.endpoint import DEFAULT_ENDPOINT, hub_endpoint
 from quantdesk.hub.errors import HubUnreachable, probe_hub
 
 _write_lock = threading.Lock()
@@ -67,13 +67,16 @@ def list_and_remember(repo_id: str, revision: str | None = None) -> list[RepoGGU
 @dataclass
 class RefreshResult:
     refreshed: list[str] = field(default_factory=list)
-    gone: list[str] = field(default_factory=list)        # the hub answered: no such repo (or no GGUF files)
+    gone: list[str] = field(default_factory=list)        # no such repo (or no GGUF files) on huggingface.co, or
+    #                                                      on the endpoint that listed it before
     failed: dict[str, str] = field(default_factory=dict)  # repo → why (kept its older data)
     seconds: float = 0.0
+    absent: list[str] = field(default_factory=list)      # a mirror (HF_ENDPOINT, Settings) lacks them: not gone
+    endpoint: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {"refreshed": self.refreshed, "gone": self.gone, "failed": self.failed,
-                "seconds": round(self.seconds, 2)}
+                "seconds": round(self.seconds, 2), "absent": self.absent, "endpoint": self.endpoint}
 
 
 Progress = Callable[[int, int, str], None]
@@ -88,7 +91,9 @@ def refresh_catalog(repos: list[str] | None = None, progress: Progress | None = 
     probe_hub()
     catalog = load_catalog()
     names = repos or [m.repo for m in catalog.models]
-    result, start, done = RefreshResult(), time.monotonic(), 0
+    result, start, done = RefreshResult(endpoint=hub_endpoint()), time.monotonic(), 0
+    on_the_hub = result.endpoint == DEFAULT_ENDPOINT
+    previous = (read_refresh() or {}).get("repos", {})
     updates: dict[str, dict[str, Any]] = {}
 
     def one(repo: str) -> tuple[str, list[RepoGGUF] | None, str | None]:
@@ -108,12 +113,18 @@ def refresh_catalog(repos: list[str] | None = None, progress: Progress | None = 
                 progress(done, len(names), repo)
             if entries is None:
                 result.failed[repo] = why or "unknown"
+            elif not entries and not (on_the_hub or previous.get(repo, {}).get("endpoint") == result.endpoint):
+                # a mirror that never had it: that says nothing of the repo itself
+                result.absent.append(repo)
+                updates[repo] = {**previous.get(repo, {}), "absent_from": result.endpoint}
             elif not entries:
                 result.gone.append(repo)
-                updates[repo] = {"files": [], "at": now_stamp(), "status": "gone", "why": why or "no GGUF files"}
+                updates[repo] = {"files": [], "at": now_stamp(), "status": "gone", "why": why or "no GGUF files",
+                                 "endpoint": result.endpoint}
             else:
                 result.refreshed.append(repo)
-                updates[repo] = {"files": _files_json(entries), "at": now_stamp(), "status": "ok"}
+                updates[repo] = {"files": _files_json(entries), "at": now_stamp(), "status": "ok",
+                                 "endpoint": result.endpoint}
     if updates:
         _record(updates, stamp_all=not result.failed or bool(result.refreshed))
     result.seconds = time.monotonic() - start

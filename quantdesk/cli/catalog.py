@@ -164,7 +164,9 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     if result is not None:
         print(f"Refreshed {len(result.refreshed)} repos from the hub in {result.seconds:.1f} s"
               + (f"; {len(result.gone)} no longer there" if result.gone else "")
-              + (f"; {len(result.failed)} failed (kept their older data)" if result.failed else ""))
+              + (f"; {len(result.failed)} failed (kept their older data)" if result.failed else "")
+              + (f"; {len(result.absent)} not on {result.endpoint} (a mirror: kept as they were)"
+                 if result.absent else ""))
         for repo, why in sorted(result.failed.items())[:5]:
             print(f"  {repo}: {why}")
     print(f"Offline catalog: {status['origin']}; {status['repos']} repos, {status['files']} files.")

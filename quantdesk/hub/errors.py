@@ -46,10 +46,14 @@ def _is_timeout(exc: BaseException) -> bool:
     return "Timeout" in type(exc).__name__ or isinstance(exc, TimeoutError)
 
 
-def _is_transport(exc: BaseException) -> bool:
-    """A timeout, refused connection or dropped one (any HTTP library's TransportError)."""
-    return any(cls.__name__ in ("TransportError", "ConnectionError") for cls in type(exc).__mro__) \
-        or isinstance(exc, (TimeoutError, ConnectionError))
+def _is_transient(exc: BaseException) -> bool:
+    """A timeout or a dropped connection (any HTTP library's TransportError) — worth another try. A
+    refused connection or an unknown host is not: nothing listens there, and the caller's offline
+    fallback should not wait for backoffs."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "ConnectError" in names or isinstance(exc, ConnectionRefusedError):
+        return False
+    return bool(names & {"TransportError", "ConnectionError"}) or isinstance(exc, (TimeoutError, ConnectionError))
 
 
 API_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -74,7 +78,7 @@ def with_retries(call: Callable[[], T], what: str) -> T:
         except Exception as exc:
             response = getattr(exc, "response", None)
             status = getattr(response, "status_code", None)
-            retryable = status in API_RETRY_STATUSES or (status is None and _is_transport(exc))
+            retryable = status in API_RETRY_STATUSES or (status is None and _is_transient(exc))
             try:
                 wait = float(response.headers.get("Retry-After"))
             except (AttributeError, TypeError, ValueError):

@@ -31,7 +31,9 @@ def test_refresh_lays_the_hubs_files_over_the_snapshot_and_says_so(hub_with_cata
     assert bundled.refreshed_repos == 0 and "refreshed" not in bundled.origin()
     assert refresh_due()
     result = refresh_catalog([REPO, "nobody/Not-There-GGUF"])
-    assert result.refreshed == [REPO] and result.gone == ["nobody/Not-There-GGUF"] and not result.failed
+    # the fake hub is not huggingface.co: a repo it never had is absent from it, not gone
+    assert result.refreshed == [REPO] and result.absent == ["nobody/Not-There-GGUF"] and not result.gone
+    assert not result.failed
     hub_files = {e.first: e for e in list_repo_ggufs(REPO)}
     model = load_catalog().find(REPO)
     assert model.hub_status == "ok"
@@ -86,7 +88,7 @@ def test_catalog_verb_refreshes_every_repo_and_reports_which_catalog_is_shown(hu
     assert out.returncode == 0, out.stderr
     after = json.loads(out.stdout)
     assert after["refresh"]["refreshed"] == [REPO]
-    assert len(after["refresh"]["gone"]) == after["repos"] - 1  # the fake hub has only one of them
+    assert len(after["refresh"]["absent"]) == after["repos"] - 1  # the fake hub has only one of them
     assert after["refreshed_repos"] == 1 and not after["refresh_due"] and "refreshed from the hub" in after["origin"]
     out = run_cli("files", REPO, "--offline", "--json")
     assert out.returncode == 0 and "refreshed from the hub" in out.stderr
@@ -110,3 +112,23 @@ def test_module_keeps_catalog_writes_atomic(hub_with_catalog_repo, monkeypatch):
     assert refresh_path().read_text() == good
     assert [p.name for p in refresh_path().parent.glob("catalog-refresh*")] == [refresh_path().name]
 
+
+
+def test_a_repo_an_endpoint_listed_before_and_no_longer_has_is_gone(hub_with_catalog_repo):
+    assert refresh_catalog([REPO]).refreshed == [REPO]
+    hub_with_catalog_repo.remove_repo(REPO)
+    result = refresh_catalog([REPO])
+    assert result.gone == [REPO] and load_catalog().find(REPO).hub_status == "gone"
+
+
+def test_a_mirror_without_the_catalogs_repos_still_leaves_good_picks(fake_hub):
+    """A mirror (HF_ENDPOINT) that has none of the catalog's repos: nothing is marked gone, the
+    picks are the same as offline, and the note says what happened."""
+    from quantdesk.planning.picks import machine_picks
+
+    hw = load_hardware_spec("nvidia-8gb")
+    offline = [p.repo for p in machine_picks(hw)]
+    result = refresh_catalog()
+    assert not result.gone and len(result.absent) == len(load_catalog().models)
+    assert [p.repo for p in machine_picks(hw)] == offline and len(offline) == 3
+    assert "not on " + fake_hub.endpoint in load_catalog().mirror_gaps()

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 from quantdesk.base.settings import models_dir
 from quantdesk.base.units import fmt_bytes
 from quantdesk.gui.context import AppContext
+from quantdesk.gui.widgets.status_text import breakable
 from quantdesk.gui.tasks import Task, TaskControl, run_task
 from quantdesk.gui.widgets.library_model import NAME, SORT_ROLE, LibraryTableModel
 from quantdesk.gui.widgets.progress_strip import ProgressStrip, TaskProgress
@@ -58,6 +59,8 @@ class LibraryPage(QWidget):
         title = QLabel("<h2>Library</h2>")
         self.summary = QLabel()
         self.summary.setAccessibleName("Library summary")
+        self.summary.setWordWrap(True)  # the models folder's path can be long: it wraps, never widens the window
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
         self.import_button = QPushButton("&Import")
         self.import_button.setAccessibleName("Import GGUF models")
         menu = QMenu(self.import_button)
@@ -158,7 +161,7 @@ class LibraryPage(QWidget):
         folder = models_dir()
         free = shutil.disk_usage(folder).free
         count = f"{len(models)} model{'s' if len(models) != 1 else ''}"
-        self.summary.setText(f"{count} · {fmt_bytes(total)} on disk · {fmt_bytes(free)} free in {folder}")
+        self.summary.setText(f"{count} · {fmt_bytes(total)} on disk · {fmt_bytes(free)} free in {breakable(str(folder))}")
         if keep is not None:
             self.select(keep.name)
         elif models and not self.table.selectionModel().hasSelection():

@@ -123,8 +123,9 @@ class QuantizePage(QWidget):
         self.choose_button = QPushButton("Choose…")
         self.choose_button.setAccessibleName("Choose the output file")
         self.choose_button.clicked.connect(self._browse_output)
-        self.eval_check = QCheckBox("Evaluate quality afterwards: KL divergence, top-1 agreement and perplexity "
-                                    "against the source (loads both models)")
+        self.eval_check = QCheckBox("Evaluate quality afterwards (KL divergence and perplexity vs the source)")
+        self.eval_check.setToolTip("KL divergence, top-1 agreement and perplexity against the source (loads both "
+                                   "models)")
         self.eval_check.setAccessibleName("Evaluate quality")
         self.replace_check = QCheckBox("Replace the output file if it exists")
         self.replace_check.setAccessibleName("Replace an existing output file")

@@ -144,19 +144,26 @@ class SettingsPage(QWidget):
         self.theme_combo.setAccessibleName("Theme")
         self.theme_combo.currentIndexChanged.connect(lambda _: self.set_theme(self.theme_combo.currentData()))
         form.addRow("Theme:", self.theme_combo)
+        self.send_combo = QComboBox()
+        self.send_combo.addItem("Enter sends, Shift+Enter is a new line", True)
+        self.send_combo.addItem("Ctrl+Enter sends, Enter is a new line", False)
+        self.send_combo.setAccessibleName("Send key")
+        self.send_combo.currentIndexChanged.connect(lambda _: self._update(enter_sends=bool(self.send_combo.currentData())))
+        form.addRow("Chat messages:", self.send_combo)
         return box
 
     # --- state --------------------------------------------------------------------------------
     def reload(self) -> None:
         """Show the saved settings (without saving them back)."""
         s = load_settings()
-        for w in (self.threads_spin, self.downloads_spin, self.theme_combo, self.endpoint_edit):
+        for w in (self.threads_spin, self.downloads_spin, self.theme_combo, self.endpoint_edit, self.send_combo):
             w.blockSignals(True)
         self.threads_spin.setValue(s.threads or 0)
         self.downloads_spin.setValue(s.max_concurrent_downloads)
         self.theme_combo.setCurrentIndex(max(0, self.theme_combo.findData(s.theme)))
         self.endpoint_edit.setText(s.hub_endpoint or "")
-        for w in (self.threads_spin, self.downloads_spin, self.theme_combo, self.endpoint_edit):
+        self.send_combo.setCurrentIndex(0 if s.enter_sends else 1)
+        for w in (self.threads_spin, self.downloads_spin, self.theme_combo, self.endpoint_edit, self.send_combo):
             w.blockSignals(False)
         self._show_folder()
         self._show_token()

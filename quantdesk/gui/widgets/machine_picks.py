@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QPushButton, QWidg
 
 from quantdesk.base.units import fmt_bytes
 from quantdesk.gui.tasks import TaskSlot
+from quantdesk.gui.widgets.status_text import breakable
 from quantdesk.hardware.machine import Hardware
 
 LIMIT = 3
@@ -59,22 +60,23 @@ class MachinePicksBox(QGroupBox):
     def _show(self, answer) -> None:
         from quantdesk.planning.picks import display_name  # the planner's imports: not before the first paint
 
-        picks, origin = answer
+        picks, (origin, gaps) = answer
         self.picks = picks
+        gaps_note = f" Note: {escape(gaps)}." if gaps else ""
         for w in self._rows:
             w.setParent(None)
             w.deleteLater()
         self._rows.clear()
         if not picks:
             self.caption.setText(f"Nothing in the {escape(origin)} runs at a usable speed on this machine. "
-                                 "The Discover page searches the hub for smaller models.")
+                                 f"The Discover page searches the hub for smaller models.{gaps_note}")
             return
         self.caption.setText(f"From the {escape(origin)} (no network needed), planned for this machine. "
-                             "Discover searches the hub for more.")
+                             f"Discover searches the hub for more.{gaps_note}")
         for row, pick in enumerate(picks, start=1):
             name = display_name(pick.repo)
             owner = pick.repo.split("/", 1)[0] + (f" ({pick.publisher})" if pick.publisher else "")
-            label = QLabel(f"<b>{escape(name)}</b> · {escape(owner)}<br>"
+            label = QLabel(f"<b>{breakable(name)}</b> · {escape(owner)}<br>"
                            f"{escape(pick.summary())} · {fmt_bytes(pick.option.size)}")
             label.setToolTip(pick.option.reason or pick.repo)
             button = QPushButton("Open in Discover")
@@ -91,7 +93,8 @@ def _picks(hw: Hardware) -> list:
     return machine_picks(hw, limit=LIMIT)
 
 
-def _origin() -> str:
+def _origin() -> tuple[str, str | None]:
     from quantdesk.catalog.offline import load_catalog
 
-    return load_catalog().origin()
+    catalog = load_catalog()
+    return catalog.origin(), catalog.mirror_gaps()

@@ -17,3 +17,12 @@ def colored(text: str, ok: bool) -> str:
 def mark(ok: bool) -> str:
     """A green ✓ or a red ✗."""
     return colored("✓" if ok else "✗", ok)
+
+
+def breakable(name: str) -> str:
+    """``name`` escaped as rich text, with break opportunities after ``- _ . /``: a long model or file
+    name in a word-wrapped label then wraps instead of setting the window's minimum width."""
+    out = _escape(name)
+    for sep in ("-", "_", ".", "/"):
+        out = out.replace(sep, sep + "&#8203;")
+    return out

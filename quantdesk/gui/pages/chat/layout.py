@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QTextBrowser,
     QToolButton,
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from quantdesk.base.settings import load_settings
 from quantdesk.gui.pages.chat.delegate import ConversationDelegate
 from quantdesk.gui.pages.chat.settings_panel import SamplingPanel
 
@@ -179,13 +181,13 @@ class LayoutMixin:
         rv.addWidget(self.edit_bar)
         self.input = QPlainTextEdit()
         self.input.setAccessibleName("Message")
-        self.input.setPlaceholderText("Type a message — Ctrl+Enter sends, Esc stops a reply")
+        self.input.setPlaceholderText(self._input_hint())
         self.input.setMaximumHeight(80)
         self.input.setMinimumHeight(60)
         self.input.installEventFilter(self)
         rv.addWidget(self.input)
         row = QHBoxLayout()
-        self.send_button = self._button("Send", "Send message", self.send, "Send (Ctrl+Enter)")
+        self.send_button = self._button("Send", "Send message", self.send, "Send (Enter or Ctrl+Enter, as set in Settings)")
         self.send_button.setDefault(True)
         self.stop_button = self._button("Stop", "Stop reply", self.stop, "Stop the reply (Esc)")
         self.regenerate_button = self._button("Regenerate", "Regenerate last reply", self.regenerate,
@@ -198,14 +200,20 @@ class LayoutMixin:
         self.settings_button.setAccessibleName("Reply settings")
         self.settings_button.setToolTip("System prompt and sampling for this conversation")
         self.settings_button.toggled.connect(self.settings_panel.setVisible)
+        # The status has a line of its own, wrapped: a reply's figures ("1,023 tokens · first token …")
+        # or "Stopping…" must never widen the window, nor be squeezed out at 1000 px.
         self.status_label = QLabel()
         self.status_label.setAccessibleName("Chat status")
-        self.status_label.setStyleSheet("color: palette(mid);")
+        self.status_label.setObjectName("chatStatus")
+        self.status_label.setWordWrap(True)
+        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         for b in (self.send_button, self.stop_button, self.regenerate_button, self.edit_button):
             row.addWidget(b)
-        row.addWidget(self.status_label, 1)
+        row.addStretch(1)
         row.addWidget(self.settings_button)
         rv.addLayout(row)
+        rv.addWidget(self.status_label)
         splitter.addWidget(right)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([230, 770])
@@ -232,6 +240,15 @@ class LayoutMixin:
         self.defaults_button = panel.defaults_button
         return panel
 
+    def _input_hint(self) -> str:
+        self._enter_sends = load_settings().enter_sends  # read again when Settings change (apply_settings)
+        if self._enter_sends:
+            return "Type a message — Enter sends, Shift+Enter adds a line, Esc stops a reply"
+        return "Type a message — Ctrl+Enter sends, Esc stops a reply"
+
+    def apply_settings(self) -> None:
+        self.input.setPlaceholderText(self._input_hint())
+
     def _button(self, text: str, name: str, slot: Any, tip: str | None = None) -> QPushButton:
         button = QPushButton(text)
         button.setAccessibleName(name)
@@ -245,10 +262,14 @@ class LayoutMixin:
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt naming
         if obj is self.input and event.type() == QEvent.Type.KeyPress:
             key_event: QKeyEvent = event  # type: ignore[assignment]
-            if key_event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and \
-                    key_event.modifiers() & Qt.KeyboardModifier.ControlModifier:
-                self.send()
-                return True
+            if key_event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+                mods = key_event.modifiers()
+                ctrl = bool(mods & Qt.KeyboardModifier.ControlModifier)
+                plain = not mods & (Qt.KeyboardModifier.ShiftModifier | Qt.KeyboardModifier.ControlModifier
+                                    | Qt.KeyboardModifier.AltModifier | Qt.KeyboardModifier.MetaModifier)
+                if ctrl or (plain and self._enter_sends):
+                    self.send()
+                    return True
             if key_event.key() == Qt.Key.Key_Escape:
                 self._escape()
                 return True

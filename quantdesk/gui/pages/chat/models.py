@@ -22,6 +22,7 @@ from quantdesk.chat.load import start_model
 from quantdesk.chat.sampling import defaults_for
 from quantdesk.chat.session import ChatSession
 from quantdesk.gui.pages.chat.workers import sentence
+from quantdesk.gui.widgets.status_text import breakable
 from quantdesk.gui.tasks import run_task
 
 log = logging.getLogger("quantdesk.gui")
@@ -167,7 +168,7 @@ class ModelsMixin:
         self._loading_name = name
         self._loading_path = path
         ctx_text = (f"{ctx:,} tokens of context" if ctx else "the planner's context") + kv_suffix(kv_type)
-        self.report_label.setText(f"Loading <b>{html.escape(name)}</b> with {ctx_text}…")
+        self.report_label.setText(f"Loading <b>{breakable(name)}</b> with {ctx_text}…")
         self.loading_bar.show()
         self._update_actions()
         run_task(lambda _: job(), lambda result: self._load_succeeded(result, generation, path, name, ctx, kv_type),
@@ -227,7 +228,7 @@ class ModelsMixin:
         if report is None:
             return ""
         seconds = f"{report.load_s:.1f}" if report.load_s >= 1 else f"{report.load_s:.2f}"
-        lines = [f"<b>{html.escape(name)}</b> loaded in {seconds} s — {html.escape(report.summary)}. "
+        lines = [f"<b>{breakable(name)}</b> loaded in {seconds} s — {html.escape(report.summary)}. "
                  f"{fmt_bytes(report.ram)} RAM in use · {report.n_ctx:,} tokens of context"
                  f"{kv_suffix(self._loaded_args[3] if self._loaded_args else None)}."]
         for note in self._planned_notes + report.notes:
@@ -288,7 +289,7 @@ class ModelsMixin:
         if self.engine is None or self._streaming or self._death_reported or self.engine.alive:
             return
         self._death_reported = True
-        self.report_label.setText(f"{html.escape(self.model_name or 'The model')} is not running.")
+        self.report_label.setText(f"{breakable(self.model_name or 'The model')} is not running.")
         self.show_error(f"{sentence(self.engine.death_message())} Reload the model to go on.", reload=True)
         self._update_actions()
 

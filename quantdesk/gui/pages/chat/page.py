@@ -107,6 +107,8 @@ class ChatPage(LayoutMixin, ModelsMixin, ConversationsMixin, SettingsMixin, Turn
         self._conv: Conversation | None = None
         self.tokens_seen = 0
         self._build()
+        if context is not None:
+            context.settings_changed.connect(self.apply_settings)
         self._replies = SerialWorker("quantdesk-chat-reply")  # one thread: one chat-store connection
         self._render_timer = QTimer(self, singleShot=True, interval=30, timeout=self.render)
         self._poll_timer = QTimer(self, interval=150, timeout=self._schedule_render)  # prompt processing has no tokens

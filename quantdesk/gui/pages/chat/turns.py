@@ -6,13 +6,14 @@ each token, notice and the end arrive here as the task's progress, and the pane 
 
 from __future__ import annotations
 
-import html
+import time
 from collections.abc import Iterator
 
 from quantdesk.base.errors import QuantDeskError
 from quantdesk.chat.engine import Finished, Token
 from quantdesk.chat.session import ChatSession, Notice
 from quantdesk.gui.pages.chat.transcript_html import figures_text
+from quantdesk.gui.widgets.status_text import breakable
 from quantdesk.gui.pages.chat.workers import reply_failure_sentence, sentence, stream_reply
 from quantdesk.gui.tasks import run_task
 
@@ -108,6 +109,7 @@ class TurnsMixin:
         self.last_finished = None
         self.last_error = None
         self.tokens_seen = 0
+        self._first_token_at = self._status_at = time.monotonic()
         self.status_label.setText("Writing… (Esc stops)")
         self._update_actions()
         self.refresh_conversations()
@@ -126,9 +128,19 @@ class TurnsMixin:
 
     def _on_token(self, _text: str) -> None:
         self.tokens_seen += 1
+        now = time.monotonic()
         if self.tokens_seen == 1:
+            self._first_token_at = now
             self.refresh_conversations()  # the first message has named the conversation by now
+        elif now - self._status_at >= 0.25 and not self.session_stopping:
+            self._status_at = now
+            rate = (self.tokens_seen - 1) / (now - self._first_token_at) if now > self._first_token_at else 0.0
+            self.status_label.setText(f"Writing… {self.tokens_seen:,} tokens · {rate:.1f} tok/s (Esc stops)")
         self._schedule_render()
+
+    @property
+    def session_stopping(self) -> bool:
+        return self.status_label.text().startswith("Stopping")
 
     def _on_notice(self, text: str) -> None:
         self._notices.append(text)
@@ -141,7 +153,7 @@ class TurnsMixin:
             self._death_reported = True
             self.show_error(f"{sentence(finished.error or 'the model process stopped')} What was written so far "
                             "is kept; reload the model to go on.", reload=True)
-            self.report_label.setText(f"{html.escape(self.model_name or 'The model')} is not running.")
+            self.report_label.setText(f"{breakable(self.model_name or 'The model')} is not running.")
             self.status_label.setText("")
         else:
             self.status_label.setText(figures_text(finished.to_json()) +

@@ -1,0 +1,108 @@
+"""Issue 16, items 1–3 and 9 (part): Stop that always stops, a window that fits 1000×640 whatever
+the chat wrote, a status that stays visible, Enter to send."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from PySide6.QtCore import Qt
+
+from quantdesk.base.settings import load_settings, save_settings
+from quantdesk.chat.sampling import Sampling
+from quantdesk.gui.app import PAGES, MainWindow
+from quantdesk.hardware.detect import resolve_hardware
+from tests.gui.test_chat_page import FAST, LOAD_TIMEOUT, REPLY_TIMEOUT, _conversation, _load, _wait_reply
+from tests.support import gguf_factory as factory
+
+
+@pytest.fixture(scope="module")
+def never_text_model(tmp_path_factory):
+    return factory.write_never_text_model(tmp_path_factory.mktemp("nt") / "never-text.gguf")
+
+
+def test_stop_ends_a_reply_that_never_forms_text_and_the_controls_come_back(qtbot, never_text_model):
+    window = MainWindow(resolve_hardware())
+    qtbot.addWidget(window)
+    window.resize(1000, 640)
+    window.show()
+    window.show_page("chat")
+    page = window.chat_page
+    assert page.select_model(str(never_text_model))
+    page.ctx_combo.setCurrentIndex(page.ctx_combo.findData(16384))
+    with qtbot.waitSignal(page.model_loaded, timeout=LOAD_TIMEOUT):
+        page.load_button.click()
+    _conversation(page, Sampling(max_tokens=100000, ignore_eos=True))
+    page.input.setPlainText("Say something")
+    page.send_button.click()
+    qtbot.wait(1500)  # it is generating; not one piece of text has come
+    assert page.streaming and page.tokens_seen == 0
+    page.stop_button.click()
+    assert "Stopping" in page.status_label.text() and page.status_label.isVisible()
+    assert page.status_label.visibleRegion().boundingRect().width() > 40  # not squeezed out at 1000 px
+    t0 = time.monotonic()
+    qtbot.waitUntil(lambda: not page.streaming, timeout=10_000)
+    assert time.monotonic() - t0 < 2.0
+    assert page.send_button.isEnabled() and page.load_button.isEnabled() or page.unload_button.isEnabled()
+    assert page.last_finished.finish_reason == "stopped"
+    window.close()
+
+
+def test_every_page_fits_1000_by_640_after_a_long_reply_and_with_long_names(qtbot, tmp_path, tiny_model):
+    import shutil
+
+    from quantdesk.library.index import Library
+
+    long_name = tmp_path / ("Very-Long-Model-Name-From-A-Generous-Publisher-" * 3 + "Instruct-Q8_0.gguf")
+    shutil.copy(tiny_model, long_name)
+    Library().import_file(long_name)
+    window = MainWindow(resolve_hardware())
+    qtbot.addWidget(window)
+    window.resize(1000, 640)
+    window.show()
+    window.show_page("chat")
+    page = window.chat_page
+    _load(qtbot, page, long_name)
+    _conversation(page, FAST.with_(max_tokens=300))
+    page.input.setPlainText("Write a long answer")
+    page.send_button.click()
+    _wait_reply(qtbot, page)
+    assert "300 tokens" in page.status_label.text()  # the long figures line is there
+    qtbot.waitUntil(lambda: len(window._built) == len(PAGES), timeout=30_000)
+    for name in PAGES:
+        window.show_page(name)
+        qtbot.wait(30)
+        hint = window.minimumSizeHint()
+        assert hint.width() <= 1000 and hint.height() <= 640, (name, hint)
+        assert (window.width(), window.height()) == (1000, 640), name
+    window.close()
+
+
+def test_enter_sends_and_shift_enter_is_a_new_line_unless_settings_say_ctrl_enter(qtbot, tiny_model):
+    window = MainWindow(resolve_hardware())
+    qtbot.addWidget(window)
+    window.show()
+    window.show_page("chat")
+    page = window.chat_page
+    _load(qtbot, page, tiny_model)
+    cid = _conversation(page, FAST.with_(max_tokens=4))
+    page.input.setPlainText("first line")
+    page.input.moveCursor(page.input.textCursor().MoveOperation.End)
+    qtbot.keyClick(page.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    assert not page.streaming and page.input.toPlainText().count("\n") == 1
+    qtbot.keyClick(page.input, Qt.Key.Key_Return)
+    assert page.streaming
+    _wait_reply(qtbot, page)
+    assert page.store.get(cid).messages[0].content == "first line\n"
+    settings = load_settings()
+    settings.enter_sends = False
+    save_settings(settings)
+    window.context.settings_changed.emit()
+    page.input.setPlainText("x")
+    page.input.moveCursor(page.input.textCursor().MoveOperation.End)
+    qtbot.keyClick(page.input, Qt.Key.Key_Return)
+    assert not page.streaming and "Ctrl+Enter sends" in page.input.placeholderText()
+    qtbot.keyClick(page.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert page.streaming
+    _wait_reply(qtbot, page)
+    window.close()
