@@ -52,10 +52,8 @@ def check_intact(path: str | Path) -> None:
     try:
         with closing(sqlite3.connect(key, timeout=10)) as db:
             result = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
-            return  # in use elsewhere is not damage; the next open checks again
-        raise DamagedDatabase(path, str(exc)) from None
+    except sqlite3.OperationalError:
+        return  # locked, busy, unopenable (permissions, a folder, a full disk): not damage; the real open says so
     except sqlite3.DatabaseError as exc:
         raise DamagedDatabase(path, str(exc)) from None
     if result != ["ok"]:
