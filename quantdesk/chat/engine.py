@@ -197,6 +197,7 @@ class Engine:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._restart_needed = False
+        self._closing = False
         self._watch_stdin = True
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -205,6 +206,7 @@ class Engine:
         if not Path(self.model_path).is_file():
             raise EngineError(f"model file not found: {self.model_path}", EngineFailure.MISSING_FILE)
         self._watch_stdin = watch_stdin
+        self._closing = False
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         config = {"model": self.settings.model_settings(self.model_path), "host": self.host, "port": self.port,
                   "api_key": self.api_key, "watch_stdin": watch_stdin}
@@ -318,6 +320,7 @@ class Engine:
         proc = self.proc
         if proc is None or proc.returncode is not None and proc.stdin is None:
             return
+        self._closing = True  # a reply ending now must not bring the process back (_restart_after_forced_stop)
         self.stop_generation()
         if proc.poll() is None:
             try:
@@ -412,7 +415,10 @@ class Engine:
     def _restart_after_forced_stop(self, finished: "Finished") -> None:
         """Load the model again after Stop had to end its process; the reply says so."""
         self._restart_needed = False
+        if self._closing:
+            return  # stopped on purpose meanwhile (the window closes): stays stopped
         self.stop()
+        self._closing = False
         try:
             self.start(watch_stdin=self._watch_stdin)
             finished.note = (f"the model did not stop within {STOP_GRACE:g} s, so its process was restarted "

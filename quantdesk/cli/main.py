@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         from quantdesk.base.child_process import run_child
 
         return run_child(argv[1], argv[2:])
+    argv = _options_after_the_verb(argv)
     if not argv:
         return gui_main()
     if argv[0] == "gui" and not {"-h", "--help"} & set(argv[1:]):
@@ -79,6 +80,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"quantdesk: unexpected error: {type(exc).__name__}: {exc} (run with --debug for details)",
               file=sys.stderr)
         return 1
+
+
+GLOBAL_OPTIONS = {"--hardware": True, "--json": False, "--debug": False}  # option: takes a value
+
+
+def _options_after_the_verb(argv: list[str]) -> list[str]:
+    """``quantdesk --hardware nvidia-8gb plan M`` means ``quantdesk plan M --hardware nvidia-8gb``; with no
+    verb after them (``quantdesk --hardware nvidia-8gb``) the window opens planning for that machine."""
+    moved: list[str] = []
+    rest = list(argv)
+    while rest and rest[0].split("=", 1)[0] in GLOBAL_OPTIONS:
+        option = rest.pop(0)
+        moved.append(option)
+        if GLOBAL_OPTIONS[option.split("=", 1)[0]] and "=" not in option and rest:
+            moved.append(rest.pop(0))
+    if not moved:
+        return argv
+    if not rest:  # the window: it takes --hardware; --json and --debug mean nothing there
+        return ["gui", *[m for i, m in enumerate(moved) if m.startswith("--hardware")
+                         or (i and moved[i - 1] == "--hardware")]]
+    return [rest[0], *rest[1:], *moved]
 
 
 def gui_main(argv: list[str] | None = None) -> int:

@@ -75,9 +75,9 @@ class BestFitDownload(QObject):
 
     def _queue(self, repo: str, entry: RepoGGUF, have: LibraryModel | None) -> None:
         if have is not None:
-            self.progress.emit(f"{entry.name} is already in the library: opening it in Chat…", NO_BAR)
             self.active_changed.emit(False)
             self.context.open_in_chat_planned.emit(have.path, *self._planned)
+            self.progress.emit(f"{entry.name} is already in the library: opened it in Chat.", NO_BAR)
             return
         downloads = self.context.downloads
         if not self._connected:
@@ -126,12 +126,13 @@ class BestFitDownload(QObject):
                                            "Open the Library page, or import the file from the models folder.")
                 return
             self.context.open_in_chat_planned.emit(model.path, *self._planned)
+            self.progress.emit(f"{job.entry.name} is verified, in the library and opened in Chat.", NO_BAR)
         elif job.state == "failed":
             job_id = job.id
             # the Downloads page words it the same; this Retry also finishes the one click (opens it in Chat)
             failure = explain_failure(job.failure(), job.entry.name, job.repo)
             self.context.errors.report("Discover", failure.sentence, failure.next_step, action="Retry",
-                                       callback=lambda: self.retry(job_id))
+                                       callback=lambda: self.retry(job_id), details=failure.details)
 
 
 class BestFitProgress(QWidget):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from quantdesk.base.errors import explain
 
@@ -29,6 +29,7 @@ class Report:
     next_step: str
     action: str | None = None           # a button label, e.g. "Retry"
     callback: Callable[[], None] | None = None
+    details: str = ""                   # the facts behind the sentence (hashes, sizes), behind "Details"
 
     def text(self) -> str:
         head = f"{self.where}: {self.sentence}" if self.where else self.sentence
@@ -44,9 +45,10 @@ class ErrorBridge(QObject):
         self.history: list[Report] = []
 
     def report(self, where: str, error: BaseException | str, next_step: str | None = None,
-               action: str | None = None, callback: Callable[[], None] | None = None) -> Report:
+               action: str | None = None, callback: Callable[[], None] | None = None,
+               details: str = "") -> Report:
         explained = explain(error, next_step)
-        report = Report(where, explained.sentence, explained.next_step, action, callback)
+        report = Report(where, explained.sentence, explained.next_step, action, callback, details)
         log.warning("%s: %s", where, explained.text())
         if isinstance(error, BaseException) and error.__traceback__ is not None:
             log.debug("%s", "".join(traceback.format_exception(error)).rstrip())
@@ -88,14 +90,27 @@ class ErrorBanner(QFrame):
         self.action_button = QPushButton()
         self.action_button.setAccessibleName("Error action")
         self.action_button.clicked.connect(self._act)
+        self.details_button = QPushButton("Details")
+        self.details_button.setAccessibleName("Error details")
+        self.details_button.setCheckable(True)
+        self.details_button.toggled.connect(self._show_details)
+        self.details_label = QLabel()
+        self.details_label.setWordWrap(True)
+        self.details_label.setAccessibleName("Error details text")
+        self.details_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.details_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.dismiss_button = QPushButton("Dismiss")
         self.dismiss_button.setAccessibleName("Dismiss error")
         self.dismiss_button.clicked.connect(self.hide)
-        layout = QHBoxLayout(self)
+        layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 6, 6, 6)
-        layout.addWidget(self.label, 1)
-        layout.addWidget(self.action_button)
-        layout.addWidget(self.dismiss_button)
+        row = QHBoxLayout()
+        row.addWidget(self.label, 1)
+        row.addWidget(self.details_button)
+        row.addWidget(self.action_button)
+        row.addWidget(self.dismiss_button)
+        layout.addLayout(row)
+        layout.addWidget(self.details_label)
         self.current: Report | None = None
         bridge.reported.connect(self.show_report)
         bridge.cleared.connect(self._cleared)
@@ -111,7 +126,14 @@ class ErrorBanner(QFrame):
         self.label.setText(f"{head}{_esc(report.sentence)} {_esc(report.next_step)}")
         self.action_button.setVisible(bool(report.action and report.callback))
         self.action_button.setText(report.action or "")
+        self.details_button.setVisible(bool(report.details))
+        self.details_button.setChecked(False)
+        self.details_label.setText(report.details)
+        self.details_label.hide()
         self.show()
+
+    def _show_details(self, shown: bool) -> None:
+        self.details_label.setVisible(shown and bool(self.details_label.text()))
 
     def _act(self) -> None:
         if self.current is not None and self.current.callback is not None:

@@ -87,8 +87,9 @@ def record_failure(exc: BaseException) -> RecordedFailure:
 @dataclass(frozen=True)
 class DownloadFailure:
     kind: str        # a FailureKind value
-    sentence: str
+    sentence: str    # for people: what happened, without hashes or byte offsets
     next_step: str
+    details: str = ""  # the facts behind it (hashes, sizes, the raw reason), shown on request
 
 
 def _gib(n: Any) -> float:
@@ -101,20 +102,23 @@ def explain_failure(failure: RecordedFailure | BaseException, file: str, repo: s
         failure = record_failure(failure)
     kind, d = FailureKind(failure.kind), failure.details
     if kind is FailureKind.CHECKSUM and d.get("actual"):
+        received = (f"; {int(d['received']):,} of {int(d['size']):,} bytes had arrived"
+                    if d.get("received") is not None and d.get("size") else "")
         return DownloadFailure(
-            kind.value, f"Checksum mismatch for {file}: expected SHA-256 {d['expected']}, got {d['actual']}. "
-            "The damaged file was deleted and nothing was added to the library.",
-            "Retry downloads it again; if it fails again, pick another file or publisher.")
+            kind.value, f"The download of {file} did not match the hub's checksum, so it was deleted and nothing was "
+            "added to the library.", "Retry downloads it again; if it fails again, pick another file or publisher.",
+            f"Expected SHA-256 {d['expected']}, got {d['actual']}{received}.")
     if kind is FailureKind.INVALID:
         return DownloadFailure(
-            kind.value, f"{file} matched the hub's checksum but is not a usable GGUF model "
-            f"({d.get('reason', 'unreadable header')}); it was deleted and nothing was added to the library.",
-            "The file on the hub is broken or not a model: pick another file or publisher on Discover.")
+            kind.value, f"{file} matched the hub's checksum but is not a usable GGUF model, so it was deleted and "
+            "nothing was added to the library.",
+            "The file on the hub is broken or not a model: pick another file or publisher on Discover.",
+            str(d.get("reason", "unreadable header")))
     if kind is FailureKind.CHECKSUM:
         return DownloadFailure(
             kind.value, f"The hub served {file} at another size than it lists; the partial file was deleted and "
             "nothing was added to the library.", "The repo may have changed: plan it again on Discover, or pick "
-            "another file.")
+            "another file.", failure.text)
     if kind is FailureKind.DISK and "need" in d:
         need, margin, free = _gib(d["need"]), _gib(d["margin"]), _gib(d["free"])
         return DownloadFailure(
@@ -129,8 +133,8 @@ def explain_failure(failure: RecordedFailure | BaseException, file: str, repo: s
             "it resumes where it stopped.")
     if kind is FailureKind.NETWORK:
         return DownloadFailure(
-            kind.value, f"The connection to the hub kept failing while downloading {file} ({d.get('why', '')}).",
-            "Check the network connection, then Retry: it resumes where it stopped.")
+            kind.value, f"The connection to the hub kept failing while downloading {file}; what arrived is kept.",
+            "Check the network connection, then Retry: it resumes where it stopped.", str(d.get("why", "")))
     if kind is FailureKind.ACCESS:
         return DownloadFailure(
             kind.value, f"The hub refused access to {repo} ({d.get('status')}); the repository may be gated.",
@@ -138,6 +142,7 @@ def explain_failure(failure: RecordedFailure | BaseException, file: str, repo: s
     if kind is FailureKind.MISSING:
         return DownloadFailure(kind.value, f"The file {file} is no longer on the hub ({repo}).",
                                "Pick another file of the model on the Discover page.")
-    text = f"The download of {file} failed: {failure.text.strip() or 'no reason was recorded'}"
-    return DownloadFailure(kind.value, text if text.endswith((".", "!", "?")) else text + ".",
-                           "Retry to try again; a partial file, if any, is kept and resumed.")
+    reason = failure.text.strip()
+    short = reason.split(";")[0].split(" — ")[0].rstrip(".") if reason else "no reason was recorded"
+    return DownloadFailure(kind.value, f"The download of {file} failed ({short}).", "Retry to try again.",
+                           reason if reason != short else "")

@@ -16,15 +16,14 @@ from quantdesk.base.errors import QuantDeskError
 from quantdesk.gguf.model_info import ModelInfo
 from quantdesk.gguf.quants import quality, quality_rank
 from quantdesk.hardware.machine import Hardware
+from quantdesk.planning.margins import (  # noqa: F401 - the margins are part of this module's story
+    RAM_MARGIN_FRACTION, RAM_MARGIN_MIN, VRAM_MARGIN_FRACTION, VRAM_MARGIN_MIN, ram_for_models, vram_for_models)
 from quantdesk.planning.memory_model import KV_TYPE_BYTES, KV_TYPE_IDS, Memory, RunSettings, placement_memory
 
 GiB = 1 << 30
 MiB = 1 << 20
 DEFAULT_CTX = 4096
-# Safety margins, stated: VRAM keeps max(256 MiB, 3% of the card) free for the desktop and
-# driver growth; RAM keeps max(512 MiB, 5% of total) for the OS and the app itself.
-VRAM_MARGIN_MIN, VRAM_MARGIN_FRACTION = 256 * MiB, 0.03
-RAM_MARGIN_MIN, RAM_MARGIN_FRACTION = 512 * MiB, 0.05
+# Safety margins: planning.margins (shared with the Hardware page's "free for a model" figures).
 # Below this generation speed a split is not worth recommending over a smaller quant.
 USABLE_TOKENS_PER_S = 5.0
 # Fraction of peak memory bandwidth token generation reaches (measured llama.cpp figures are
@@ -102,8 +101,8 @@ class Budget:
     @classmethod
     def of(cls, hw: Hardware) -> "Budget":
         gpus = hw.usable_gpus
-        vram = sum(max(0, g.vram_free - max(VRAM_MARGIN_MIN, int(VRAM_MARGIN_FRACTION * g.vram_total))) for g in gpus)
-        ram = max(0, hw.ram_available - max(RAM_MARGIN_MIN, int(RAM_MARGIN_FRACTION * hw.ram_total)))
+        vram = sum(vram_for_models(g) for g in gpus)
+        ram = ram_for_models(hw)
         bandwidths = [g.bandwidth for g in gpus if g.bandwidth]
         return cls(vram=vram, ram=ram, vendor=gpus[0].vendor if gpus else None,
                    unified=any(g.unified_memory for g in gpus),

@@ -119,3 +119,15 @@ def test_a_data_file_that_cannot_be_opened_is_one_sentence_with_a_next_step(tmp_
     assert out.returncode == 1
     assert "QuantDesk's data could not be read or written" in out.stderr and "Traceback" not in out.stderr
     assert "Free some space" in out.stderr and "unexpected error" not in out.stderr
+
+
+def test_options_given_before_the_verb_are_taken():
+    out = subprocess.run([sys.executable, "-m", "quantdesk", "--hardware", "nvidia-8gb", "hw", "--json"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    import json
+
+    assert json.loads(out.stdout)["gpus"][0]["vram_total"] == 8 * 2**30
+    out = subprocess.run([sys.executable, "-m", "quantdesk", "--json", "--hardware=cpu-4gb", "hw"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and json.loads(out.stdout)["gpus"] == []

@@ -106,3 +106,30 @@ def test_enter_sends_and_shift_enter_is_a_new_line_unless_settings_say_ctrl_ente
     assert page.streaming
     _wait_reply(qtbot, page)
     window.close()
+
+
+def test_closing_during_a_reply_that_never_forms_text_ends_the_model_process_at_once(qtbot, never_text_model):
+    import psutil
+
+    window = MainWindow(resolve_hardware())
+    qtbot.addWidget(window)
+    window.show()
+    window.show_page("chat")
+    page = window.chat_page
+    assert page.select_model(str(never_text_model))
+    page.ctx_combo.setCurrentIndex(page.ctx_combo.findData(16384))
+    with qtbot.waitSignal(page.model_loaded, timeout=LOAD_TIMEOUT):
+        page.load_button.click()
+    cid = _conversation(page, Sampling(max_tokens=100000, ignore_eos=True))
+    page.input.setPlainText("Say something")
+    page.send_button.click()
+    qtbot.wait(1000)
+    pid = page.engine.proc.pid
+    t0 = time.monotonic()
+    window.close()
+    assert time.monotonic() - t0 < 6
+    deadline = time.monotonic() + 3
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert page.store.get(cid).messages[-1].status == "stopped"

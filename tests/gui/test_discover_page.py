@@ -267,7 +267,11 @@ def test_corrupt_download_is_reported_with_retry_and_nothing_enters_the_library(
     downloads = window.pages["downloads"]
     qtbot.waitUntil(lambda: any(row.job.state == "failed" for row in downloads.rows.values()), timeout=5_000)
     assert [r.where for r in window.context.errors.history] == ["Discover"]  # one failure, one report
-    assert report.where == "Discover" and "checksum mismatch" in report.sentence.lower() and report.action == "Retry"
+    assert report.where == "Discover" and "did not match the hub's checksum" in report.sentence
+    assert report.action == "Retry" and "Expected SHA-256" in report.details and "Expected" not in report.sentence
+    assert window.banner.details_button.isVisibleTo(window) and not window.banner.details_label.isVisibleTo(window)
+    window.banner.details_button.click()
+    assert window.banner.details_label.isVisibleTo(window) and "Expected SHA-256" in window.banner.details_label.text()
     assert pick in report.sentence and "nothing was added to the library" in report.sentence
     assert window.context.library().models() == [] and window.current_page() == "discover"
     assert window.banner.isVisibleTo(window) and page.best_button.isEnabled()

@@ -97,12 +97,15 @@ def test_a_corrupt_download_fails_with_the_checksum_reason_and_retry_succeeds(qt
     qtbot.waitUntil(lambda: job.id in page.rows and state(page, job.id) == "failed", timeout=TIMEOUT)
     row = page.rows[job.id]
     expected = hub.file(REPO, Q8).sha256
-    assert "Checksum mismatch for Page-Test-Q8_0.gguf" in row.detail.text()
+    # one sentence for people in the row and the banner; the hashes behind "Details" (and the row's tooltip)
+    assert "Page-Test-Q8_0.gguf did not match the hub's checksum" in row.detail.text()
+    assert expected not in row.detail.text() and "partial file, if any" not in row.detail.text()
     assert expected in row.detail.toolTip() and "Retry downloads it again" in row.detail.toolTip()
     assert row.buttons["retry"].isVisibleTo(page) and not row.buttons["pause"].isVisibleTo(page)
     qtbot.waitUntil(lambda: bool(context.errors.history), timeout=TIMEOUT)
     report = context.errors.history[-1]
-    assert report.where == "Downloads" and f"expected SHA-256 {expected}, got " in report.sentence
+    assert report.where == "Downloads" and expected not in report.sentence
+    assert f"Expected SHA-256 {expected}, got " in report.details
     assert report.next_step.startswith("Retry downloads it again") and report.action == "Retry"
     assert Library().models() == [] and not partial_path(REPO, Q8).exists()
     hub.clear_faults()

@@ -40,7 +40,8 @@ def test_checksum_mismatch_names_the_file_and_both_hashes(fake_hub):
     damaged[100] ^= 0xFF
     actual = hashlib.sha256(damaged).hexdigest()
     assert failure.kind == "checksum" and "m-Q4_K_M.gguf" in failure.sentence
-    assert f"expected SHA-256 {expected}, got {actual}" in failure.sentence
+    assert "did not match the hub's checksum" in failure.sentence and expected not in failure.sentence
+    assert f"Expected SHA-256 {expected}, got {actual}" in failure.details
     assert failure.next_step.startswith("Retry downloads it again")
 
 
@@ -78,14 +79,14 @@ def test_a_disk_filling_midway_says_it_resumes():
 def test_the_kind_survives_rewording_the_message():
     reworded = ChecksumMismatch("Les octets ne correspondent pas", file="m.gguf", expected="aa", actual="bb")
     failure = explain_failure(reworded, "m.gguf", REPO)
-    assert failure.kind == "checksum" and "expected SHA-256 aa, got bb" in failure.sentence
+    assert failure.kind == "checksum" and "Expected SHA-256 aa, got bb" in failure.details
 
 
 def test_anything_else_keeps_its_text_and_offers_a_retry():
     failure = explain_failure(RuntimeError("boom"), "m.gguf", REPO)
-    assert failure.kind == "other" and failure.sentence == "The download of m.gguf failed: unexpected error: " \
-        "RuntimeError: boom."
-    assert failure.next_step.startswith("Retry")
+    assert failure.kind == "other" and failure.sentence == "The download of m.gguf failed (unexpected error: " \
+        "RuntimeError: boom)."
+    assert failure.next_step == "Retry to try again."  # no claim about partial files it cannot know
 
 
 def test_a_page_served_as_a_model_says_pick_another_file(fake_hub):

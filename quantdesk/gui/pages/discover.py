@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from quantdesk.base.errors import QuantDeskError
 from quantdesk.catalog.search import SearchResults, search
 from quantdesk.gui.best_fit import NO_BAR, BestFitDownload, BestFitProgress
 from quantdesk.gui.context import AppContext
@@ -53,6 +54,7 @@ class DiscoverPage(QWidget):
         self.best_fit.active_changed.connect(lambda _: self._update_actions())
         context.hardware_changed.connect(lambda _: self.replan())
         context.catalog_refreshed.connect(lambda _: self._catalog_refreshed())
+        context.library_changed.connect(self._update_actions)  # a download landed: the button opens it now
         self._update_actions()
 
     # --- layout ----------------------------------------------------------------------------
@@ -347,6 +349,8 @@ class DiscoverPage(QWidget):
         local = bool(self.ref) and kind_of(self.ref) == "file"
         if local:
             self.best_button.setText("Open in Chat")
+        elif rec is not None and self._in_library(plan.model, rec.file):
+            self.best_button.setText(f"Open in Chat: {rec.quant} (in the library)")
         elif rec is not None:
             self.best_button.setText(f"Download best fit: {rec.quant} · {size_text(rec)}")
         else:
@@ -359,6 +363,16 @@ class DiscoverPage(QWidget):
             self.quantize_button.setText(f"Quantize locally to {offer.type}…" if offer.type
                                          else "Quantize locally…")
             self.quantize_button.setToolTip(offer.why)
+
+    def _in_library(self, repo: str, file: str) -> bool:
+        """Whether the pick is downloaded already (then the button opens it instead)."""
+        from quantdesk.library.download import final_path
+
+        try:
+            path = final_path(repo, file)
+        except QuantDeskError:
+            return False
+        return path.is_file() and self.context.library().find(str(path)) is not None
 
     def _set_status(self, text: str) -> None:
         self.status.setText(text)

@@ -125,7 +125,7 @@ class DownloadsPage(QWidget):
         if job.state == "failed" and self.downloads.reported_by(job.id) is None:
             failure = explain_failure(job.failure(), job.entry.name, job.repo)
             self.context.errors.report("Downloads", failure.sentence, failure.next_step, action="Retry",
-                                       callback=lambda: self.retry(job.id))
+                                       callback=lambda: self.retry(job.id), details=failure.details)
 
     # --- actions -----------------------------------------------------------------------------
     def _act(self, action: str, job_id: int) -> None:

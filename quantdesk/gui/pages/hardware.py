@@ -13,6 +13,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 
 from quantdesk.base.units import fmt_bytes, fmt_rate
+from quantdesk.planning.margins import ram_for_models, ram_margin, vram_for_models, vram_margin
 from quantdesk.hardware.machine import Hardware, load_hardware_spec, preset_names
 
 DETECTED = "detected"
@@ -226,15 +227,22 @@ class HardwarePage(QWidget):
                 details.append("unified memory")
             gl.addWidget(QLabel(f"<b>{g.name}</b> ({', '.join(details)}); source: {g.source}"))
             used = g.vram_total - g.vram_free
-            gl.addWidget(_bar(used, g.vram_total, f"VRAM: {fmt_bytes(g.vram_free)} free of {fmt_bytes(g.vram_total)}",
-                              f"VRAM of {g.name}"))
+            gl.addWidget(_bar(used, g.vram_total, f"VRAM: {fmt_bytes(g.vram_free)} free of {fmt_bytes(g.vram_total)} "
+                              f"· {fmt_bytes(vram_for_models(g))} for a model", f"VRAM of {g.name}"))
         if not hw.gpus:
             gl.addWidget(QLabel("No supported GPU found: models run on the CPU."))
         add(gpus)
         mem = QGroupBox("Memory, CPU and disk")
         ml = QVBoxLayout(mem)
         ml.addWidget(_bar(hw.ram_total - hw.ram_available, hw.ram_total,
-                          f"RAM: {fmt_bytes(hw.ram_available)} available of {fmt_bytes(hw.ram_total)}", "RAM"))
+                          f"RAM: {fmt_bytes(hw.ram_available)} available of {fmt_bytes(hw.ram_total)} "
+                          f"· {fmt_bytes(ram_for_models(hw))} for a model", "RAM"))
+        margins = QLabel(f"“For a model” is what Discover plans with: what is free, less a safety margin kept for "
+                         f"the system ({fmt_bytes(ram_margin(hw))} of RAM"
+                         + "".join(f", {fmt_bytes(vram_margin(g))} of {g.name}'s VRAM" for g in hw.gpus) + ").")
+        margins.setWordWrap(True)
+        margins.setAccessibleName("Memory margins")
+        ml.addWidget(margins)
         cpu = QLabel(f"CPU: {hw.cpu.name}, {hw.cpu.cores} cores / {hw.cpu.threads} threads — "
                      f"{' '.join(hw.cpu.features) or 'no SIMD extensions found'}")
         cpu.setWordWrap(True)
@@ -244,6 +252,8 @@ class HardwarePage(QWidget):
                                                          else "not in this build (CPU-only)")))
         add(mem)
         for note in hw.notes:
+            if not hw.gpus and note.lower().startswith("no supported gpu"):
+                continue  # the GPUs box says so already
             label = QLabel(f"⚠ {note}")
             label.setWordWrap(True)
             add(label)

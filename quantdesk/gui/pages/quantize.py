@@ -263,9 +263,9 @@ class QuantizePage(QWidget):
             self.output_edit.setText(path)
 
     def _hardware(self) -> Hardware | None:
-        """The simulated machine when the app plans for one; None measures this machine live."""
-        hw = self.context.hardware
-        return None if hw.source == "detected" else hw
+        """None: the job runs on this computer, so its pre-flight measures this computer's RAM, disk and
+        CPU live — even while the app plans for a simulated machine (that is for choosing what to run)."""
+        return None
 
     def _inputs_changed(self, *_args) -> None:
         self._generation += 1  # whatever pre-flight is in flight describes old inputs now
@@ -301,6 +301,9 @@ class QuantizePage(QWidget):
             return
         self.last_check = check
         self.preflight.show_check(check)
+        if self.context.hardware.source != "detected":
+            self.preflight.add_note("Quantizing runs on this computer: the pre-flight uses its own RAM, disk and "
+                                    f"CPU, not the simulated machine's ({self.context.hardware.source}).")
         self.quantize_button.setEnabled(check.ok)
 
     def _refused(self, message: str, generation: int) -> None:

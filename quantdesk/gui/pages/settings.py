@@ -55,6 +55,7 @@ class SettingsPage(QWidget):
         layout.addWidget(self._general_group())
         layout.addStretch(1)
         self.reload()
+        context.library_changed.connect(self._show_folder)  # a download or import elsewhere: say it here too
 
     # --- layout -------------------------------------------------------------------------------
     def _models_group(self) -> QGroupBox:
@@ -186,8 +187,17 @@ class SettingsPage(QWidget):
         models = self.context.library().models()
         root = models_dir().resolve()
         inside = [m for m in models if any(_inside(f["path"], root) for f in m.files)]
-        held = (f"{len(inside)} library model{'s' if len(inside) != 1 else ''} "
-                f"({fmt_bytes(sum(m.size for m in inside))}) live here" if inside else "No library models live here yet")
+        elsewhere = len(models) - len(inside)
+        if inside:
+            held = (f"{len(inside)} library model{'s' if len(inside) != 1 else ''} "
+                    f"({fmt_bytes(sum(m.size for m in inside))}) live here")
+            if elsewhere:
+                held += f"; {elsewhere} more {'are' if elsewhere != 1 else 'is'} imported from other folders and stay there"
+        elif elsewhere:
+            held = (f"The library's {elsewhere} model{'s' if elsewhere != 1 else ''} "
+                    f"{'were' if elsewhere != 1 else 'was'} imported from other folders and stay there")
+        else:
+            held = "No library models live here yet"
         self.folder_note.setText(f"{held}. Moving the folder moves every file in it, partial downloads included, "
                                  "and the library follows.")
 

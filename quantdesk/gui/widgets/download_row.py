@@ -4,12 +4,12 @@ has an accessible name; the page throttles how often a row is refreshed."""
 
 from __future__ import annotations
 
-import re
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
 from quantdesk.base.units import fmt_bytes
+from quantdesk.gui.widgets.status_text import BAD
 from quantdesk.library.failure import explain_failure
 from quantdesk.library.queue import DownloadJob
 
@@ -20,7 +20,6 @@ ACTIONS = {"pause": "Pause", "resume": "Resume", "retry": "Retry", "chat": "Open
 OFFERED = {"queued": ("pause", "cancel"), "downloading": ("pause", "cancel"), "verifying": ("cancel",),
            "paused": ("resume", "cancel"), "failed": ("retry", "remove"), "cancelled": ("retry", "remove"),
            "done": ("chat", "remove")}
-_HASH = re.compile(r"\b([0-9a-f]{10})[0-9a-f]{54}\b")
 
 STYLE = """
 #downloadRow { background: palette(base); border: 1px solid palette(midlight); border-radius: 8px; }
@@ -60,11 +59,10 @@ def detail_html(job: DownloadJob) -> tuple[str, str]:
     """The row's status line (rich text, hashes shortened) and its full plain text for the tooltip."""
     amount = f"{fmt_bytes(job.done)} of {fmt_bytes(job.total)}"
     percent = f"{100 * job.done / job.total:.0f}%" if job.total else ""
-    if job.state == "failed":
+    if job.state == "failed":  # one sentence for people; the hashes and sizes in the tooltip
         failure = explain_failure(job.failure(), job.entry.name, job.repo)
-        full = f"{failure.sentence} {failure.next_step}"
-        short = _HASH.sub(lambda m: m[1] + "…", failure.sentence).replace("….", "…")
-        return f"<span style='color:#b91c1c'>{_esc(short)}</span> {_esc(failure.next_step)}", full
+        full = f"{failure.sentence} {failure.next_step}" + (f"\n\nDetails: {failure.details}" if failure.details else "")
+        return f"<span style='color:{BAD}'>{_esc(failure.sentence)}</span> {_esc(failure.next_step)}", full
     if job.state == "downloading":
         parts = [percent, amount]
         if job.speed > 0:
@@ -76,7 +74,7 @@ def detail_html(job: DownloadJob) -> tuple[str, str]:
             parts.append("starting…")
         text = " · ".join(parts)
         if job.error:  # the downloader is retrying after a drop, a stall or a 5xx
-            return f"{_esc(text)} · <span style='color:#b45309'>retrying: {_esc(job.error)}</span>", text
+            return f"{_esc(text)} · <span style='color:#d29922'>retrying: {_esc(job.error)}</span>", text
         return _esc(text), text
     text = {
         "queued": f"Waiting for a free download slot · {fmt_bytes(job.total)}",

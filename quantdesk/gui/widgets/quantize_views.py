@@ -105,6 +105,14 @@ class PreflightPanel(QGroupBox):
         self.verdict.setText(colored("Ready to quantize.", True) if check.ok
                              else colored(f"Can't run: {check.reason}", False))
 
+    def add_note(self, text: str) -> None:
+        """A sentence under the verdict (e.g. that the figures are this computer's)."""
+        self.verdict.setText(f"{self.verdict.text()}<br><span style='font-size:small'>{_escape(text)}</span>")
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
 
 class TensorLog(QTableWidget):
     """One row per finished tensor: what it was, what it became."""

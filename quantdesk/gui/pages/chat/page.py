@@ -211,7 +211,9 @@ class ChatPage(LayoutMixin, ModelsMixin, ConversationsMixin, SettingsMixin, Turn
             self._load_cancel.set()
         if self._streaming and self.session is not None:
             self.session.stop()
-        self._replies.shutdown()
+        if self.engine is not None:  # ending the process ends the reply in flight at once
+            self.engine.stop()
+        self._replies.shutdown(timeout=5)
         if self._load_done is not None:
             self._load_done.wait(10)
         if self.engine is not None:
