@@ -12,7 +12,7 @@ from quantdesk.base.settings import load_settings, save_settings
 from quantdesk.chat.sampling import Sampling
 from quantdesk.gui.app import PAGES, MainWindow
 from quantdesk.hardware.detect import resolve_hardware
-from tests.gui.test_chat_page import FAST, LOAD_TIMEOUT, REPLY_TIMEOUT, _conversation, _load, _wait_reply
+from tests.gui.test_chat_page import FAST, LOAD_TIMEOUT, _conversation, _load, _wait_reply
 from tests.support import gguf_factory as factory
 
 
