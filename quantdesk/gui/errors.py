@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from quantdesk.base.errors import explain
+from quantdesk.gui.theme import themed_style, tone
 
 log = logging.getLogger("quantdesk.gui")
 
@@ -82,8 +83,9 @@ class ErrorBanner(QFrame):
         super().__init__(parent)
         self.setObjectName("errorBanner")
         self.setAccessibleName("Error message")
-        self.setStyleSheet("#errorBanner { background: #fdecea; border: 1px solid #e0a39c; border-radius: 4px; }"
-                           "#errorBanner QLabel { color: #611a15; }")
+        themed_style(self, lambda: "#errorBanner { background: %s; border: 1px solid %s; border-radius: 4px; }"
+                     "#errorBanner QLabel { color: %s; }" % (tone("#fdecea", "#3d1f1f"), tone("#e0a39c", "#8a3b3b"),
+                                                             tone("#611a15", "#ffd7d5")))
         self.label = QLabel()
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

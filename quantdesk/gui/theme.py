@@ -7,9 +7,11 @@ Fusion with an explicit palette instead, so the choice always takes effect.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication, QStyleFactory
+from PySide6.QtWidgets import QApplication, QStyleFactory, QWidget
 
 from quantdesk.base.settings import THEMES
 
@@ -38,6 +40,29 @@ def is_dark(palette: QPalette) -> bool:
     return palette.color(QPalette.ColorRole.Window).lightness() < 128
 
 
+def dark_now() -> bool:
+    app = QApplication.instance()
+    return app is not None and is_dark(app.palette())
+
+
+def tone(light: str, dark: str) -> str:
+    """The colour for the scheme shown now."""
+    return dark if dark_now() else light
+
+
+def themed_style(widget: QWidget, build: Callable[[], str]) -> None:
+    """Give ``widget`` the stylesheet ``build()`` makes now, and again whenever the theme changes.
+
+    Kept on the widget itself, not in a global connection: nothing outside the widget tree holds a
+    widget (a cycle through a global signal would be collected on whatever thread runs the garbage
+    collector, and a widget must only ever be destroyed on the GUI thread)."""
+    widget._quantdesk_style = build  # type: ignore[attr-defined]
+    widget.setStyleSheet(build())
+
+
+MUTED = ("#6b7280", "#9198a1")          # secondary text: (light, dark)
+
+
 def apply_theme(app: QApplication, theme: str) -> None:
     """Switch the running app to ``theme`` (one of ``THEMES``); unknown names follow the system."""
     global _platform_style
@@ -54,6 +79,22 @@ def apply_theme(app: QApplication, theme: str) -> None:
         if app.style().name() != _platform_style:
             app.setStyle(_platform_style)
         app.setPalette(QPalette())  # no roles set: the platform's own palette
+        _repolish(app)
         return
     app.setStyle(QStyleFactory.create("Fusion"))
     app.setPalette(dark_palette() if wanted == Qt.ColorScheme.Dark else app.style().standardPalette())
+    _repolish(app)
+
+
+def _repolish(app: QApplication) -> None:
+    """Stylesheets resolve ``palette(…)`` when a widget is polished: polish them again with the new
+    palette (rebuilt, for those made by ``themed_style``), then let each widget with colours of its own
+    (a ``theme_changed`` method: a plan table, a chat transcript) redraw them."""
+    for widget in app.allWidgets():
+        build = getattr(widget, "_quantdesk_style", None)
+        sheet = build() if build is not None else widget.styleSheet()
+        if sheet:
+            widget.setStyleSheet(sheet)
+        hook = getattr(widget, "theme_changed", None)
+        if callable(hook):
+            hook()

@@ -226,7 +226,7 @@ def test_download_best_fit_end_to_end_to_a_streamed_chat_reply(qtbot, open_windo
         page.best_button.click()
         assert not page.best_button.isEnabled()
     assert any(text.startswith("Downloading") and 0 < pct < 100 for text, pct in progress), progress
-    assert "verified and in the library" in progress[-1][0]
+    assert "verified, in the library and opened in Chat." == progress[-1][0].split(" is ", 1)[1]  # no stale "…"
 
     (model,) = window.context.library().models()
     assert model.repo == CHAT_REPO and model.files[0]["path"].endswith(pick)
@@ -234,6 +234,7 @@ def test_download_best_fit_end_to_end_to_a_streamed_chat_reply(qtbot, open_windo
     other = next(n for n in chat_files if n != pick)
     assert all(r.range for r in chat_hub.requests_for(CHAT_REPO, other, "GET"))  # only its header, to plan it
     assert window.current_page() == "chat" and chat.model_path() == model.path
+    assert page.best_button.text().startswith("Open in Chat") and page.best_button.isEnabled()  # not "Download"
     # loaded as planned on Discover, not with Chat's own context choice
     assert chat.engine.report.n_ctx == 1024 and chat.ctx_combo.currentData() == 1024
     assert chat.engine.settings.type_k == chat.engine.settings.type_v == 8  # llama.cpp's GGML_TYPE_Q8_0

@@ -13,8 +13,9 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
 from quantdesk.base.errors import QuantDeskError
+from quantdesk.gui.theme import MUTED, themed_style, tone
 from quantdesk.gui.context import AppContext
-from quantdesk.gui.widgets.download_row import STYLE, DownloadRow
+from quantdesk.gui.widgets.download_row import DownloadRow, row_style
 from quantdesk.library.failure import explain_failure
 from quantdesk.library.queue import ACTIVE, DownloadJob
 
@@ -31,7 +32,7 @@ class DownloadsPage(QWidget):
         self._pending: dict[int, DownloadJob] = {}
         self._badge: str | None = None
         self._refresh = QTimer(self, singleShot=True, interval=REFRESH_MS, timeout=self._flush)
-        self.setStyleSheet(STYLE)
+        themed_style(self, row_style)
         title = QLabel("<h2>Downloads</h2>")
         self.summary = QLabel()
         self.summary.setAccessibleName("Downloads summary")
@@ -47,7 +48,7 @@ class DownloadsPage(QWidget):
                             "are checked against the hub's SHA-256, and land in the Library.")
         self.empty.setWordWrap(True)
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.empty.setStyleSheet("color: #6b7280; padding: 40px;")
+        themed_style(self.empty, lambda: f"color: {tone(*MUTED)}; padding: 40px;")
         self.list_widget = QWidget()
         self.list_layout = QVBoxLayout(self.list_widget)
         self.list_layout.setContentsMargins(0, 0, 8, 0)

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from quantdesk.base.settings import models_dir
+from quantdesk.gui.theme import MUTED, themed_style, tone
 from quantdesk.base.units import fmt_bytes
 from quantdesk.gui.context import AppContext
 from quantdesk.gui.widgets.status_text import breakable
@@ -99,7 +100,7 @@ class LibraryPage(QWidget):
                             "works too).")
         self.empty.setWordWrap(True)
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.empty.setStyleSheet("color: #6b7280; padding: 40px;")
+        themed_style(self.empty, lambda: f"color: {tone(*MUTED)}; padding: 40px;")
 
         self.chat_action = self._action("&Chat", self.chat, "Load the model on the Chat page")
         self.verify_action = self._action("&Verify", lambda: self.verify(),
@@ -126,7 +127,7 @@ class LibraryPage(QWidget):
         self.hint = QLabel("Drop .gguf files or folders on this page to import them; imported files stay where "
                            "they are.")
         self.hint.setWordWrap(True)
-        self.hint.setStyleSheet("color: #6b7280;")
+        themed_style(self.hint, lambda: f"color: {tone(*MUTED)};")
 
         layout = QVBoxLayout(self)
         layout.addLayout(head)

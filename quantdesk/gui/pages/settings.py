@@ -260,7 +260,8 @@ class SettingsPage(QWidget):
 
     def _moved(self, result: MoveResult) -> None:
         self._move_finished()
-        self._show_folder()
+        self.context.library_changed.emit()  # first: the note below says what the move did
+        self.context.settings_changed.emit()
         how = "renamed in place" if result.renamed else "copied and checked"
         note = f"Moved {result.files} files ({fmt_bytes(result.bytes)}, {how})."
         if self._released_for_move:
@@ -268,8 +269,6 @@ class SettingsPage(QWidget):
         if result.leftovers:
             note += f" {len(result.leftovers)} old copies could not be deleted, e.g. {result.leftovers[0]}."
         self.folder_note.setText(colored(note, not result.leftovers))
-        self.context.library_changed.emit()
-        self.context.settings_changed.emit()
 
     def _move_cancelled(self) -> None:
         self._move_finished()

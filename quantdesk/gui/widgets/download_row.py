@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
 from quantdesk.base.units import fmt_bytes
+from quantdesk.gui.theme import MUTED, dark_now, tone
 from quantdesk.gui.widgets.status_text import BAD
 from quantdesk.library.failure import explain_failure
 from quantdesk.library.queue import DownloadJob
@@ -21,26 +22,46 @@ OFFERED = {"queued": ("pause", "cancel"), "downloading": ("pause", "cancel"), "v
            "paused": ("resume", "cancel"), "failed": ("retry", "remove"), "cancelled": ("retry", "remove"),
            "done": ("chat", "remove")}
 
-STYLE = """
-#downloadRow { background: palette(base); border: 1px solid palette(midlight); border-radius: 8px; }
-#downloadRow QLabel#rowTitle { font-weight: 600; font-size: 14px; }
-#downloadRow QLabel#rowQuant { background: #eef2ff; color: #3730a3; border-radius: 4px; padding: 1px 6px; }
-#downloadRow QLabel#rowRepo { color: #6b7280; }
-#downloadRow QLabel#rowState { border-radius: 9px; padding: 2px 10px; font-weight: 600; }
-QLabel#rowState[state="queued"], QLabel#rowState[state="cancelled"] { background: #f3f4f6; color: #4b5563; }
-QLabel#rowState[state="downloading"] { background: #dbeafe; color: #1d4ed8; }
-QLabel#rowState[state="verifying"] { background: #ede9fe; color: #6d28d9; }
-QLabel#rowState[state="paused"] { background: #fef3c7; color: #92400e; }
-QLabel#rowState[state="failed"] { background: #fee2e2; color: #991b1b; }
-QLabel#rowState[state="done"] { background: #dcfce7; color: #166534; }
-#downloadRow QProgressBar { border: none; background: #e5e7eb; border-radius: 3px; max-height: 6px; }
-#downloadRow QProgressBar::chunk { background: #2563eb; border-radius: 3px; }
-#downloadRow QProgressBar[state="done"]::chunk { background: #16a34a; }
-#downloadRow QProgressBar[state="failed"]::chunk { background: #dc2626; }
-#downloadRow QProgressBar[state="paused"]::chunk { background: #d97706; }
-#downloadRow QProgressBar[state="verifying"]::chunk { background: #7c3aed; }
-#downloadRow QProgressBar[state="queued"]::chunk, #downloadRow QProgressBar[state="cancelled"]::chunk {
-    background: #9ca3af; }
+# (light, dark) colours of the row's chips and bars
+_CHIPS = {
+    "quant": (("#eef2ff", "#3730a3"), ("#1f2a5c", "#a9b4f5")),
+    "idle": (("#f3f4f6", "#4b5563"), ("#2d333b", "#c9d1d9")),
+    "downloading": (("#dbeafe", "#1d4ed8"), ("#0c2d6b", "#79b8ff")),
+    "verifying": (("#ede9fe", "#6d28d9"), ("#2f1f5c", "#c8a8ff")),
+    "paused": (("#fef3c7", "#92400e"), ("#3d2e00", "#f0c96a")),
+    "failed": (("#fee2e2", "#991b1b"), ("#4a1818", "#ff9a94")),
+    "done": (("#dcfce7", "#166534"), ("#0f3d1f", "#7ee2a8")),
+}
+
+
+def row_style() -> str:
+    """The rows' stylesheet for the scheme shown now (the page re-applies it when the theme changes)."""
+    dark = dark_now()
+
+    def chip(name: str) -> str:
+        bg, fg = _CHIPS[name][1 if dark else 0]
+        return f"background: {bg}; color: {fg};"
+
+    return f"""
+#downloadRow {{ background: palette(base); border: 1px solid palette(midlight); border-radius: 8px; }}
+#downloadRow QLabel#rowTitle {{ font-weight: 600; font-size: 14px; }}
+#downloadRow QLabel#rowQuant {{ {chip("quant")} border-radius: 4px; padding: 1px 6px; }}
+#downloadRow QLabel#rowRepo {{ color: {tone(*MUTED)}; }}
+#downloadRow QLabel#rowState {{ border-radius: 9px; padding: 2px 10px; font-weight: 600; }}
+QLabel#rowState[state="queued"], QLabel#rowState[state="cancelled"] {{ {chip("idle")} }}
+QLabel#rowState[state="downloading"] {{ {chip("downloading")} }}
+QLabel#rowState[state="verifying"] {{ {chip("verifying")} }}
+QLabel#rowState[state="paused"] {{ {chip("paused")} }}
+QLabel#rowState[state="failed"] {{ {chip("failed")} }}
+QLabel#rowState[state="done"] {{ {chip("done")} }}
+#downloadRow QProgressBar {{ border: none; background: {tone("#e5e7eb", "#3d444d")}; border-radius: 3px; max-height: 6px; }}
+#downloadRow QProgressBar::chunk {{ background: #2563eb; border-radius: 3px; }}
+#downloadRow QProgressBar[state="done"]::chunk {{ background: #16a34a; }}
+#downloadRow QProgressBar[state="failed"]::chunk {{ background: #dc2626; }}
+#downloadRow QProgressBar[state="paused"]::chunk {{ background: #d97706; }}
+#downloadRow QProgressBar[state="verifying"]::chunk {{ background: #7c3aed; }}
+#downloadRow QProgressBar[state="queued"]::chunk, #downloadRow QProgressBar[state="cancelled"]::chunk {{
+    background: #9ca3af; }}
 """
 
 

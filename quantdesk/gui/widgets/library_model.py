@@ -10,12 +10,14 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QColor
 
 from quantdesk.base.units import fmt_bytes
+from quantdesk.gui.theme import MUTED
+from quantdesk.gui.theme import tone as pick_tone
 from quantdesk.library.index import LibraryModel
 
 COLUMNS = ("Name", "Quant", "Size", "Source", "Repository", "Verified")
 NAME, QUANT, SIZE, SOURCE, REPO, VERIFIED = range(len(COLUMNS))
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
-_TONES = {"ok": QColor("#15803d"), "bad": QColor("#b91c1c"), "muted": QColor("#6b7280")}
+_TONES = {"ok": ("#15803d", "#56d364"), "bad": ("#b91c1c", "#ff7b72"), "muted": MUTED}  # (light, dark)
 Index = QModelIndex | QPersistentModelIndex
 
 
@@ -73,7 +75,7 @@ class LibraryTableModel(QAbstractTableModel):
             if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
                 return text
             if role == Qt.ItemDataRole.ForegroundRole:
-                return _TONES[tone]
+                return QColor(pick_tone(*_TONES[tone]))
             if role == Qt.ItemDataRole.ToolTipRole:
                 return tip
             return None

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from quantdesk.base.units import fmt_bytes
+from quantdesk.gui.theme import MUTED, dark_now, themed_style, tone
 from quantdesk.gui.widgets.discover_results import BADGE_COLORS
 from quantdesk.gui.widgets.memory_chart import MemoryChart
 from quantdesk.hub.client import publisher_kind
@@ -26,9 +27,11 @@ from quantdesk.planning.plan import Plan, kind_of
 
 COLUMNS = ["", "Quant", "Size", "Fit here", "Speed", "Quality loss (KLD)"]
 FIT_COLUMN = 3
-# fit badge: (background, text)
+# fit badge: (background, text), light then dark scheme
 FIT_COLORS = {"full_gpu": ("#DFF2E1", "#1B5E20"), "partial": ("#FFF1CC", "#6D4C00"),
               "cpu_only": ("#E6E9F7", "#283593"), "no_fit": ("#FBE3E3", "#B71C1C")}
+FIT_COLORS_DARK = {"full_gpu": ("#1f3d26", "#8fd19e"), "partial": ("#3d3415", "#f0c96a"),
+                   "cpu_only": ("#262b45", "#a9b4f5"), "no_fit": ("#45201f", "#ff9a94")}
 SOURCE_TAGS = {"hub": "planned from the files' own headers on the hub",
                "catalog": "offline estimate from the bundled catalog's published shape",
                "file": "local file"}
@@ -60,7 +63,7 @@ class PlanTitle(QLabel):
         publisher = publisher_kind(ref) if kind_of(ref) == "repo" else None
         pill = (f" <span style='background:{BADGE_COLORS[publisher]}; color:white'>"
                 f"&nbsp;{publisher.replace(' ', '&nbsp;')}&nbsp;</span>" if publisher else "")
-        source = f"<br><span style='color:#6b6b6b'>{SOURCE_TAGS[plan.source]}</span>" if plan else ""
+        source = f"<br><span style='color:{tone(*MUTED)}'>{SOURCE_TAGS[plan.source]}</span>" if plan else ""
         self.setText(f"<span style='font-size:13pt; font-weight:600'>{esc(ref)}</span>{pill}{source}")
         self.setAccessibleDescription(", ".join(x for x in (ref, publisher, SOURCE_TAGS[plan.source] if plan else "")
                                                 if x))
@@ -84,7 +87,9 @@ class PlanView(QScrollArea):
         self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.table.setAccessibleName("Quants")
-        self.table.setStyleSheet("QTableWidget::item:selected { background: #CFE2F7; color: black; }")
+        themed_style(self.table, lambda: "QTableWidget::item:selected { background: %s; color: %s; }"
+                     % (tone("#CFE2F7", "#2f4d7a"), tone("black", "white")))
+        self._plan: Plan | None = None
         self.chart = MemoryChart()
         self.table.currentCellChanged.connect(lambda row, *_: self.chart.set_selected(row))
         self.chart.row_clicked.connect(self.table.selectRow)
@@ -104,7 +109,13 @@ class PlanView(QScrollArea):
         self.setFrameShape(QScrollArea.Shape.NoFrame)
         self._fit_table()
 
+    def theme_changed(self) -> None:
+        """The fit badges' colours are the scheme's: paint them again."""
+        if self._plan is not None:
+            self.show_plan(self._plan)
+
     def show_plan(self, plan: Plan | None) -> None:
+        self._plan = plan
         self.chart.set_plan(plan)
         options = plan.options if plan else []
         self.table.setRowCount(len(options))
@@ -130,7 +141,7 @@ class PlanView(QScrollArea):
             item = QTableWidgetItem(text)
             item.setToolTip(f"{o.file}\n{o.reason}")
             if col == FIT_COLUMN:
-                background, foreground = FIT_COLORS[o.verdict]
+                background, foreground = (FIT_COLORS_DARK if dark_now() else FIT_COLORS)[o.verdict]
                 item.setBackground(QColor(background))
                 item.setForeground(QColor(foreground))
                 item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)

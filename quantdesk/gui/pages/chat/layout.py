@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from quantdesk.base.settings import load_settings
+from quantdesk.gui.theme import themed_style, tone
 from quantdesk.gui.pages.chat.delegate import ConversationDelegate
 from quantdesk.gui.pages.chat.settings_panel import SamplingPanel
 
@@ -132,8 +133,9 @@ class LayoutMixin:
 
         self.banner = QFrame()
         self.banner.setObjectName("errorBanner")
-        self.banner.setStyleSheet("#errorBanner { background: #fdecea; border: 1px solid #f1aeb5; border-radius: 4px; }"
-                                  "#errorBanner QLabel { color: #842029; }")
+        themed_style(self.banner, lambda: "#errorBanner { background: %s; border: 1px solid %s; border-radius: 4px; }"
+                     "#errorBanner QLabel { color: %s; }" % (tone("#fdecea", "#3d1f1f"), tone("#f1aeb5", "#8a3b3b"),
+                                                             tone("#842029", "#ffd7d5")))
         self.banner.setAccessibleName("Error")
         bl = QHBoxLayout(self.banner)
         bl.setContentsMargins(8, 4, 4, 4)

@@ -126,6 +126,11 @@ class ChatPage(LayoutMixin, ModelsMixin, ConversationsMixin, SettingsMixin, Turn
             self.new_conversation()
         self._update_actions()
 
+    def theme_changed(self) -> None:
+        """The transcript's colours are the scheme's: draw it again."""
+        if not self._shut_down:
+            self.render(force=True)
+
     def reopen_store(self) -> None:
         """The stored conversations again, after chats.db was replaced."""
         self.store = ChatStore()

@@ -11,11 +11,12 @@ import time
 from typing import Any
 
 from PySide6.QtCore import QUrl
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QPalette
+from PySide6.QtGui import QDesktopServices, QGuiApplication
 
 from quantdesk.base.errors import QuantDeskError
 from quantdesk.chat.store import Conversation
 from quantdesk.gui.pages.chat.models import OPEN_FILE
+from quantdesk.gui.theme import dark_now
 from quantdesk.gui.widgets.markdown_view import DARK, LIGHT, Theme
 
 
@@ -35,7 +36,7 @@ class TranscriptMixin:
             self._render_timer.start()
 
     def _theme(self) -> Theme:
-        return DARK if self.palette().color(QPalette.ColorRole.Base).lightness() < 128 else LIGHT
+        return DARK if dark_now() else LIGHT  # the app's palette: a page's own may not have followed a switch yet
 
     def render(self, force: bool = False, to_bottom: bool = False) -> None:
         """Draw the conversation from the store (cheap when nothing changed since last time)."""
