@@ -55,6 +55,19 @@ def quality(quant: str | None) -> QuantQuality | None:
     return _quality_table().get((quant or "").upper())
 
 
+# KL divergence from the full-precision model, in words, on the llama.cpp scoreboard's scale
+# (Llama-3-8B): Q8_0 0.0014 and Q6_K 0.0057 near-lossless; Q5_K 0.011–0.017 very small; Q4_K and
+# IQ4_XS 0.029–0.044 small; Q3_K_M/L and IQ3_M 0.089–0.105 noticeable; Q3_K_S 0.24 and Q2_K 0.46 large.
+QUALITY_WORDS = ((0.007, "near-lossless"), (0.02, "very small"), (0.05, "small"), (0.15, "noticeable"))
+
+
+def quality_words(kld: float | None) -> str:
+    """How much quality a quant loses, in words a person can weigh ("small", "noticeable")."""
+    if kld is None:
+        return "not measured"
+    return next((words for limit, words in QUALITY_WORDS if kld < limit), "large")
+
+
 def quality_rank(quant: str | None, bits_per_weight: float) -> float:
     """Higher is better: the cited KL divergence where known, else bits per weight."""
     q = quality(quant)

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from quantdesk.base.units import fmt_bytes
+from quantdesk.gguf.quants import quality_words
 from quantdesk.gui.theme import MUTED, dark_now, themed_style, tone
 from quantdesk.gui.widgets.discover_results import BADGE_COLORS
 from quantdesk.gui.widgets.memory_chart import MemoryChart
@@ -25,7 +26,8 @@ from quantdesk.hub.client import publisher_kind
 from quantdesk.planning.fit import PlanOption
 from quantdesk.planning.plan import Plan, kind_of
 
-COLUMNS = ["", "Quant", "Size", "Fit here", "Speed", "Quality loss (KLD)"]
+COLUMNS = ["", "Quant", "Size", "Fit here", "Speed", "Quality loss"]
+QUALITY_COLUMN = 5
 FIT_COLUMN = 3
 # fit badge: (background, text), light then dark scheme
 FIT_COLORS = {"full_gpu": ("#DFF2E1", "#1B5E20"), "partial": ("#FFF1CC", "#6D4C00"),
@@ -35,6 +37,14 @@ FIT_COLORS_DARK = {"full_gpu": ("#1f3d26", "#8fd19e"), "partial": ("#3d3415", "#
 SOURCE_TAGS = {"hub": "planned from the files' own headers on the hub",
                "catalog": "offline estimate from the bundled catalog's published shape",
                "file": "local file"}
+
+
+def quality_tip(quant: str, kld: float | None) -> str:
+    if kld is None:
+        return f"No published quality figure for {quant}; it is ranked by its bits per weight."
+    return (f"{quant}: {quality_words(kld)} loss — KL divergence {kld:.4f} from the full-precision model "
+            "(llama.cpp's perplexity scoreboard, Llama-3-8B). Near-lossless below 0.007, small below 0.05, "
+            "noticeable below 0.15, large above.")
 
 
 def fit_badge(o: PlanOption) -> str:
@@ -136,10 +146,12 @@ class PlanView(QScrollArea):
     def _fill_row(self, row: int, o: PlanOption) -> None:
         cells = ["★" if o.recommended else "", o.quant, size_text(o), fit_badge(o),
                  f"~{o.tokens_per_s:.1f} tok/s" if o.tokens_per_s else "–",
-                 f"{o.quality_loss:.4f}" if o.quality_loss is not None else "–"]
+                 quality_words(o.quality_loss)]
         for col, text in enumerate(cells):
             item = QTableWidgetItem(text)
             item.setToolTip(f"{o.file}\n{o.reason}")
+            if col == QUALITY_COLUMN:
+                item.setToolTip(quality_tip(o.quant, o.quality_loss))
             if col == FIT_COLUMN:
                 background, foreground = (FIT_COLORS_DARK if dark_now() else FIT_COLORS)[o.verdict]
                 item.setBackground(QColor(background))
