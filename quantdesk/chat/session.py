@@ -84,13 +84,23 @@ class ChatSession:
         yield from self._reply()
 
     def regenerate(self) -> Iterator[ChatEvent]:
-        """Replace the last reply with a new one."""
+        """Answer the last message again; the earlier answers stay, to flip back to (``show_version``)."""
         messages = self.conversation.messages
         last_user = next((m for m in reversed(messages) if m.role == "user"), None)
         if last_user is None:
             raise QuantDeskError("there is no message to answer yet")
+        old = next((m for m in messages[messages.index(last_user) + 1:] if m.role == "assistant"), None)
+        earlier: list[dict] = []
+        if old is not None and (old.content or old.versions):
+            earlier = list(old.versions) or [old.as_version()]
+            if old.versions:
+                earlier[old.version] = old.as_version()
         self.store.truncate_after(self.conversation_id, last_user.id)
-        yield from self._reply()
+        yield from self._reply(earlier)
+
+    def show_version(self, message_id: int, index: int) -> None:
+        """Show another of a regenerated reply's answers (it is what the next reply builds on)."""
+        self.store.show_version(message_id, index)
 
     def edit(self, message_id: int, text: str) -> Iterator[ChatEvent]:
         """Change a user turn, forget everything after it, and answer again."""
@@ -137,7 +147,7 @@ class ChatSession:
             history = history[cut:]
             dropped += cut
 
-    def _reply(self) -> Iterator[ChatEvent]:
+    def _reply(self, earlier: list[dict] | None = None) -> Iterator[ChatEvent]:
         conv = self.conversation
         sampling = Sampling.from_json(conv.sampling or self.model_defaults.to_json())
         if self.template.note:
@@ -168,11 +178,17 @@ class ChatSession:
         finally:
             if finished is None:  # the consumer went away or an error escaped: keep what came
                 self.store.update_message(reply.id, content=text, status="stopped")
+                if earlier:  # and the answers it was regenerating
+                    self.store.set_versions(reply.id, [*earlier, {"content": text, "status": "stopped",
+                                                                 "figures": None}], len(earlier))
         status = {"stopped": "stopped", "crashed": "interrupted"}.get(finished.finish_reason, "complete")
         figures = finished.to_json()
         figures.pop("text", None)
         figures["dropped_messages"] = dropped
         self.store.update_message(reply.id, content=finished.text, status=status, figures=figures)
+        if earlier:
+            versions = [*earlier, {"content": finished.text, "status": status, "figures": figures}]
+            self.store.set_versions(reply.id, versions, len(versions) - 1)
 
 
 def _title_from(text: str, limit: int = 48) -> str:

@@ -53,9 +53,16 @@ class Message:
     status: str = "complete"
     figures: dict[str, Any] | None = None
     created_at: float = 0.0
+    # a regenerated reply keeps every answer it had: [{"content", "status", "figures"}], oldest first,
+    # and which of them is shown (its content is the message's); empty for a reply never regenerated
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    version: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def as_version(self) -> dict[str, Any]:
+        return {"content": self.content, "status": self.status, "figures": self.figures}
 
 
 @dataclass
@@ -81,6 +88,12 @@ class ChatStore:
         self._local = threading.local()
         with self._db() as db:
             db.executescript(SCHEMA)
+            columns = {r["name"] for r in db.execute("PRAGMA table_info(messages)")}
+            if "versions" not in columns:  # a store made before regenerate kept earlier answers
+                try:
+                    db.execute("ALTER TABLE messages ADD COLUMN versions TEXT")
+                except sqlite3.OperationalError:  # another process added it a moment ago
+                    pass
             db.execute("UPDATE messages SET status='interrupted' WHERE status='streaming'")
 
     def _db(self) -> sqlite3.Connection:
@@ -182,6 +195,31 @@ class ChatStore:
             with self._db() as db:
                 db.execute(f"UPDATE messages SET {', '.join(sets)} WHERE id=?", (*args, message_id))
 
+    def set_versions(self, message_id: int, versions: list[dict[str, Any]], current: int) -> None:
+        """Keep ``versions`` (every answer a regenerated reply had) with ``current`` the one shown."""
+        with self._db() as db:
+            db.execute("UPDATE messages SET versions=? WHERE id=?",
+                       (json.dumps({"all": versions, "current": current}), message_id))
+
+    def show_version(self, message_id: int, index: int) -> Message:
+        """Show another of a reply's answers: it becomes the message's content (and the history the
+        next reply sees); the one shown before stays among the versions."""
+        row = self._db().execute("SELECT * FROM messages WHERE id=?", (message_id,)).fetchone()
+        if row is None:
+            raise QuantDeskError(f"no message {message_id}")
+        message = self._message(row)
+        if not 0 <= index < len(message.versions):
+            raise QuantDeskError(f"message {message_id} has no version {index + 1}")
+        versions = list(message.versions)
+        versions[message.version] = message.as_version()
+        chosen = versions[index]
+        with self._db() as db:
+            db.execute("UPDATE messages SET content=?, status=?, figures=?, versions=? WHERE id=?",
+                       (chosen["content"], chosen["status"],
+                        json.dumps(chosen["figures"]) if chosen.get("figures") else None,
+                        json.dumps({"all": versions, "current": index}), message_id))
+        return self._message(self._db().execute("SELECT * FROM messages WHERE id=?", (message_id,)).fetchone())
+
     def truncate_after(self, conversation_id: int, message_id: int, inclusive: bool = False) -> None:
         """Forget every message after (or from) one: the basis of edit and regenerate."""
         row = self._db().execute("SELECT position FROM messages WHERE id=? AND conversation_id=?",
@@ -217,5 +255,7 @@ class ChatStore:
 
     @staticmethod
     def _message(r: sqlite3.Row) -> Message:
+        kept = json.loads(r["versions"]) if "versions" in r.keys() and r["versions"] else {}
         return Message(r["id"], r["role"], r["content"], r["status"],
-                       json.loads(r["figures"]) if r["figures"] else None, r["created_at"])
+                       json.loads(r["figures"]) if r["figures"] else None, r["created_at"],
+                       list(kept.get("all", [])), int(kept.get("current", 0)))

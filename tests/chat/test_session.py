@@ -117,3 +117,40 @@ def test_model_without_template_uses_named_fallback(tmp_path, store):
         events = list(s.send("hello"))
         assert any(isinstance(e, Notice) and "no chat template" in e.text and "chatml" in e.text for e in events)
         assert events[-1].tokens == 12
+
+
+def test_regenerate_keeps_every_answer_to_flip_between(engine, store):
+    session = ChatSession(engine, store, sampling=SAMPLING)
+    list(session.send("Hello"))
+    first = session.conversation.messages[-1]
+    list(session.regenerate())
+    list(session.regenerate())
+    reply = session.conversation.messages[-1]
+    assert len(session.conversation.messages) == 2  # still one reply, with three answers
+    assert [v["content"] for v in reply.versions][0] == first.content and reply.version == 2
+    assert reply.content == reply.versions[2]["content"]
+    session.show_version(reply.id, 0)
+    shown = session.conversation.messages[-1]
+    assert shown.content == first.content and shown.version == 0
+    assert shown.versions[2]["content"] == reply.content  # the one shown before is kept
+    list(session.send("And then?"))  # the next reply builds on the answer shown
+    assert [m.content for m in session.conversation.messages[:2]] == ["Hello", first.content]
+
+
+def test_a_store_from_before_versions_gains_the_column_and_keeps_its_messages(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old-chats.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "CREATE TABLE conversations (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL, model TEXT, "
+            "system_prompt TEXT NOT NULL DEFAULT '', sampling TEXT NOT NULL DEFAULT '{}', created_at REAL NOT NULL, "
+            "updated_at REAL NOT NULL);"
+            "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, conversation_id INTEGER NOT NULL, "
+            "position INTEGER NOT NULL, role TEXT NOT NULL, content TEXT NOT NULL, status TEXT NOT NULL DEFAULT "
+            "'complete', figures TEXT, created_at REAL NOT NULL);"
+            "INSERT INTO conversations VALUES (1, 'Old', NULL, '', '{}', 1, 1);"
+            "INSERT INTO messages VALUES (1, 1, 0, 'user', 'hi', 'complete', NULL, 1);")
+    store = ChatStore(path)
+    (message,) = store.get(1).messages
+    assert message.content == "hi" and message.versions == []

@@ -133,3 +133,29 @@ def test_closing_during_a_reply_that_never_forms_text_ends_the_model_process_at_
         time.sleep(0.05)
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert page.store.get(cid).messages[-1].status == "stopped"
+
+
+def test_regenerate_keeps_the_earlier_answer_one_click_away(qtbot, tiny_model):
+    from PySide6.QtCore import QUrl
+
+    window = MainWindow(resolve_hardware())
+    qtbot.addWidget(window)
+    window.show()
+    window.show_page("chat")
+    page = window.chat_page
+    _load(qtbot, page, tiny_model)
+    cid = _conversation(page, FAST.with_(max_tokens=6, seed=-1))
+    page.input.setPlainText("Hi")
+    page.send_button.click()
+    _wait_reply(qtbot, page)
+    first = page.store.get(cid).messages[-1].content
+    page.regenerate_button.click()
+    _wait_reply(qtbot, page)
+    reply = page.store.get(cid).messages[-1]
+    assert len(reply.versions) == 2 and reply.version == 1
+    assert "answer 2 of 2" in page.transcript.toPlainText()
+    assert f"version:{reply.id}:0" in page.transcript.toHtml()
+    page.transcript.anchorClicked.emit(QUrl(f"version:{reply.id}:0"))  # the "‹" link
+    assert page.store.get(cid).messages[-1].content == first
+    assert "answer 1 of 2" in page.transcript.toPlainText()
+    window.close()

@@ -92,9 +92,24 @@ class TranscriptMixin:
     def code_keys(self) -> list[str]:
         return list(self._renderer.code)
 
+    def _show_version(self, target: str) -> None:
+        """Flip a regenerated reply to another of its answers (not while a reply is being written)."""
+        if self._streaming:
+            self.status_label.setText("Wait for the reply to end (or stop it) to flip between answers.")
+            return
+        try:
+            _, message_id, index = target.split(":")
+            self.store.show_version(int(message_id), int(index))
+        except (ValueError, QuantDeskError) as exc:
+            self.status_label.setText(f"That answer could not be shown ({exc}).")
+            return
+        self.render(force=True)
+
     def _anchor_clicked(self, url: QUrl) -> None:
         target = url.toString()
-        if target.startswith("copy:"):
+        if target.startswith("version:"):
+            self._show_version(target)
+        elif target.startswith("copy:"):
             code = self._renderer.code.get(target[5:])
             if code is not None:
                 QGuiApplication.clipboard().setText(code)

@@ -39,6 +39,16 @@ def figures_text(figures: dict[str, Any] | None) -> str:
     return " · ".join(parts)
 
 
+def versions_html(m: Message, theme: Theme) -> str:
+    """"‹ 2 / 3 ›": a regenerated reply's answers, each a click away (links the page handles)."""
+    n, i = len(m.versions), m.version
+    back = (f"<a href='version:{m.id}:{i - 1}' style='color:{theme.link}; text-decoration:none'>‹</a>"
+            if i > 0 else f"<span style='color:{theme.muted}'>‹</span>")
+    forward = (f"<a href='version:{m.id}:{i + 1}' style='color:{theme.link}; text-decoration:none'>›</a>"
+               if i < n - 1 else f"<span style='color:{theme.muted}'>›</span>")
+    return f"<span style='font-size:small'>{back} answer {i + 1} of {n} {forward}</span>"
+
+
 def notice_html(text: str, theme: Theme) -> str:
     return (f"<table width='100%' cellspacing='0' cellpadding='6' style='margin-top:8px; "
             f"background-color:{theme.notice_bg}; border:1px solid {theme.notice_border}'>"
@@ -113,7 +123,7 @@ class TranscriptRenderer:
 
     def message(self, m: Message, theme: Theme) -> tuple[str, dict[str, str]]:
         """One message's bubble and its code blocks (kept once the message is finished)."""
-        key = (m.id, m.status, m.content, repr(m.figures), theme.text)
+        key = (m.id, m.status, m.content, repr(m.figures), theme.text, len(m.versions), m.version)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
@@ -128,6 +138,8 @@ class TranscriptRenderer:
         if m.role == "assistant" and m.figures:
             footer = (f"<p style='margin:6px 0 0 0; color:{theme.muted}; font-size:small'>"
                       f"{html.escape(figures_text(m.figures))}</p>")
+        if m.role == "assistant" and len(m.versions) > 1 and m.status != "streaming":
+            mark += "  " + versions_html(m, theme)
         if m.role == "assistant" and m.status == "streaming" and not m.content:
             body = f"<p style='margin:0; color:{theme.muted}'>…</p>"
         result = (bubble(ROLE_LABELS.get(m.role, m.role.title()),
