@@ -349,11 +349,17 @@ class Engine:
 
     # --- requests --------------------------------------------------------------------------
     @property
+    def client_host(self) -> str:
+        """Where this process reaches the server: a wildcard bind is reached on loopback."""
+        return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+
+    @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = self.client_host
+        return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}"
 
     def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", "X-QuantDesk-Client": "app"}  # not counted as served
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
@@ -361,7 +367,7 @@ class Engine:
     def _request(self, method: str, path: str, body: Any = None, timeout: float = 120) -> Any:
         if not self.alive:
             raise self.death_error()
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        conn = http.client.HTTPConnection(self.client_host, self.port, timeout=timeout)
         try:
             conn.request(method, path, None if body is None else json.dumps(body), self._headers())
             response = conn.getresponse()
@@ -383,6 +389,10 @@ class Engine:
 
     def status(self) -> dict[str, Any]:
         return self._request("GET", "/quantdesk/status")
+
+    def served(self) -> int:
+        """Completion requests other programs made of this model process."""
+        return int(self._request("GET", "/quantdesk/served", timeout=5)["served"])
 
     def stop_generation(self) -> None:
         """Stop the reply in progress within a token, whatever is being generated.
@@ -451,7 +461,7 @@ class Engine:
         reason, error = "stop", None
         t0 = time.perf_counter()
         t_first = t_last = None
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=600)
+        conn = http.client.HTTPConnection(self.client_host, self.port, timeout=600)
         self._conn = conn
         try:
             conn.request("POST", "/v1/completions", json.dumps(body), self._headers())

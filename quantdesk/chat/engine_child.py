@@ -193,6 +193,7 @@ class StopSwitch:
 
 
 MAX_WAITING = 32  # generations queued behind the running one before new ones get a 429
+SERVED = [0]      # completion requests from other programs than the app
 
 
 def _queue_and_disconnects(app: Any, switch: StopSwitch) -> Any:
@@ -204,6 +205,8 @@ def _queue_and_disconnects(app: Any, switch: StopSwitch) -> Any:
         if scope.get("type") != "http" or not str(scope.get("path", "")).endswith("completions"):
             await app(scope, receive, send)
             return
+        if (b"x-quantdesk-client", b"app") not in scope.get("headers", []):
+            SERVED[0] += 1  # a request from another program (the window shows how many were served)
         if waiting[0] > MAX_WAITING:
             body = json.dumps({"error": {"message": f"the model is busy: {waiting[0]} requests are waiting for it; "
                                                     "try again shortly", "type": "busy"}}).encode()
@@ -374,7 +377,14 @@ def main(argv: list[str]) -> int:
     async def status(request: Request) -> Any:
         if not authorized(request):
             return JSONResponse({"error": "unauthorized"}, status_code=401)
-        return {"report": report, "n_tokens": llama.n_tokens, "memory": _rss(), "last": timer.take()}
+        return {"report": report, "n_tokens": llama.n_tokens, "memory": _rss(), "last": timer.take(),
+                "served": SERVED[0]}
+
+    @app.get("/quantdesk/served")
+    async def served(request: Request) -> Any:  # for a window polling: leaves the reply timings alone
+        if not authorized(request):
+            return JSONResponse({"error": "unauthorized"}, status_code=401)
+        return {"served": SERVED[0]}
 
     @app.post("/quantdesk/stop")
     async def stop(request: Request) -> Any:

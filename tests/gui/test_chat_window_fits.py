@@ -159,3 +159,74 @@ def test_regenerate_keeps_the_earlier_answer_one_click_away(qtbot, tiny_model):
     assert page.store.get(cid).messages[-1].content == first
     assert "answer 1 of 2" in page.transcript.toPlainText()
     window.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_server_starts_and_stops_from_the_window_and_counts_what_it_served(qtbot, tiny_model):
+    import http.client
+    import json
+    import socket
+
+    window = MainWindow(resolve_hardware())
+    qtbot.addWidget(window)
+    window.show()
+    window.show_page("chat")
+    page = window.chat_page
+    _load(qtbot, page, tiny_model)
+    port = _free_port()
+    page.server_toggle.click()
+    page.server_port.setValue(port)
+    with qtbot.waitSignal(page.model_loaded, timeout=LOAD_TIMEOUT):
+        page.server_button.click()
+    assert page.serving is not None and page.server_button.text() == "Stop server"
+    assert f"http://127.0.0.1:{port}/v1" in page.server_status.text()
+    assert page.server_url_text() == f"http://127.0.0.1:{port}/v1"
+
+    def post(key: str | None) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+        conn.request("POST", "/v1/completions", json.dumps({"prompt": "hi", "max_tokens": 2}), headers)
+        return conn.getresponse().status
+
+    assert post(None) == 401 and post(page.server_key) == 200
+    qtbot.waitUntil(lambda: "2 requests served" in page.server_status.text(), timeout=10_000)
+    cid = _conversation(page, FAST.with_(max_tokens=4))
+    page.input.setPlainText("Still chatting?")
+    page.send_button.click()
+    _wait_reply(qtbot, page)
+    assert page.store.get(cid).messages[-1].status == "complete"  # the window chats through the same process
+    assert "2 requests served" in page.server_status.text()  # its own requests are not counted
+    with qtbot.waitSignal(page.model_loaded, timeout=LOAD_TIMEOUT):
+        page.server_button.click()
+    assert page.serving is None and page.server_button.text() == "Start server"
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0  # nothing listens there any more
+    window.close()
+
+
+def test_a_taken_port_is_said_and_the_model_comes_back_without_the_server(qtbot, tiny_model):
+    import socket
+
+    window = MainWindow(resolve_hardware())
+    qtbot.addWidget(window)
+    window.show()
+    window.show_page("chat")
+    page = window.chat_page
+    _load(qtbot, page, tiny_model)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        page.server_port.setValue(taken.getsockname()[1])
+        page.server_button.click()
+        qtbot.waitUntil(lambda: any("could not start on port" in r.sentence
+                                    for r in window.context.errors.history), timeout=LOAD_TIMEOUT)
+        qtbot.waitUntil(lambda: page.model_ready and not page.loading, timeout=LOAD_TIMEOUT)
+    assert page.serving is None and page.server_button.text() == "Start server"
+    window.close()

@@ -111,9 +111,17 @@ class LayoutMixin:
         row.addWidget(self.model_combo, 1)
         row.addWidget(QLabel("Context:"))
         row.addWidget(self.ctx_combo)
-        for b in (self.load_button, self.cancel_load_button, self.unload_button):
+        self.server_toggle = QToolButton()
+        self.server_toggle.setText("Server")
+        self.server_toggle.setCheckable(True)
+        self.server_toggle.setAccessibleName("Server panel")
+        self.server_toggle.setToolTip("Serve the loaded model to other programs (OpenAI-compatible API)")
+        for b in (self.load_button, self.cancel_load_button, self.unload_button, self.server_toggle):
             row.addWidget(b)
         rv.addLayout(row)
+        self.server_panel = self._build_server()
+        self.server_toggle.toggled.connect(self.server_panel.setVisible)
+        rv.addWidget(self.server_panel)
         self.loading_bar = QProgressBar()
         self.loading_bar.setRange(0, 0)
         self.loading_bar.setMaximumHeight(6)

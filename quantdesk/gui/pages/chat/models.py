@@ -157,10 +157,11 @@ class ModelsMixin:
         cancel, done = threading.Event(), threading.Event()
         self._load_cancel, self._load_done = cancel, done
         hw = self.hardware  # the machine planned for now (the app's, when the page has its context)
+        options = self.engine_options()  # the server's address and key, when serving
 
         def job() -> tuple[Engine, PlannedLoad]:
             try:
-                return start_model(path, hw, ctx, kv_type or "f16", cancel=cancel)
+                return start_model(path, hw, ctx, kv_type or "f16", cancel=cancel, **options)
             finally:
                 done.set()
 
@@ -208,6 +209,7 @@ class ModelsMixin:
         self._ensure_session()
         self._populate_settings()
         self.report_label.setText(self._report_html(engine.report, name))
+        self._server_loaded()
         self._update_actions()
         self.render(force=True)
         self.input.setFocus()
@@ -219,6 +221,8 @@ class ModelsMixin:
         self._load_cancel = None
         self.loading_bar.hide()
         self.report_label.setText(f"No model loaded. {self._idle_hint()}")
+        if self._server_load_failed(error):
+            return  # said, and the model loads again without the server
         if not isinstance(error, (QuantDeskError, OSError)):
             log.warning("loading %s failed", name, exc_info=error)
         self.show_error(load_failure_text(name, error))
@@ -253,6 +257,10 @@ class ModelsMixin:
         engine, self.engine, self.session = self.engine, None, None
         if engine is not None:
             run_task(lambda _: engine.stop(), None, _ignore)
+        self.serving = None
+        if not quiet:  # the user unloaded: the server stops with the model (a reload keeps serving)
+            self._serve_wanted = None
+        self._show_server_state()
         if not quiet:
             self.report_label.setText(f"Model unloaded. {self._idle_hint()}")
             self.hide_error()
@@ -286,6 +294,7 @@ class ModelsMixin:
 
     def _check_engine(self) -> None:
         """A model process that dies while idle is reported, not discovered at the next Send."""
+        self._poll_served()
         if self.engine is None or self._streaming or self._death_reported or self.engine.alive:
             return
         self._death_reported = True

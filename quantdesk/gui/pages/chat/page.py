@@ -38,6 +38,7 @@ from quantdesk.gui.pages.chat.models import ModelsMixin
 from quantdesk.gui.pages.chat.settings_panel import SettingsMixin
 from quantdesk.gui.pages.chat.transcript import TranscriptMixin
 from quantdesk.gui.pages.chat.transcript_html import TranscriptRenderer
+from quantdesk.gui.pages.chat.server import ServerMixin
 from quantdesk.gui.pages.chat.turns import TurnsMixin
 from quantdesk.gui.tasks import SerialWorker
 from quantdesk.hardware.machine import Hardware
@@ -56,7 +57,8 @@ def _open_store() -> ChatStore:
         return ChatStore(Path(tempfile.mkdtemp(prefix="quantdesk-chats-")) / "chats.db")
 
 
-class ChatPage(LayoutMixin, ModelsMixin, ConversationsMixin, SettingsMixin, TurnsMixin, TranscriptMixin, QWidget):
+class ChatPage(LayoutMixin, ModelsMixin, ConversationsMixin, SettingsMixin, TurnsMixin, TranscriptMixin, ServerMixin,
+               QWidget):
     """Conversations on the left; model bar, transcript, settings and the message box on the right.
 
     With a ``context`` (the app's), loads are planned for the context's machine as it is at each
@@ -180,6 +182,8 @@ class ChatPage(LayoutMixin, ModelsMixin, ConversationsMixin, SettingsMixin, Turn
         self.load_button.setEnabled(not busy and not loading)
         self.cancel_load_button.setVisible(loading)
         self.unload_button.setEnabled(self.engine is not None and not busy and not loading)
+        self.server_button.setEnabled((self.engine is not None or self.serving is not None) and not busy
+                                      and not loading)
         self.model_combo.setEnabled(not busy and not loading)
         self.ctx_combo.setEnabled(not busy and not loading)
         self.send_button.setEnabled(ready and not busy)
