@@ -23,7 +23,7 @@ from typing import Any
 CHILD_FLAG = "--child"
 # The modules a frozen app may run as a child; the bundle spec lists them as hidden imports.
 CHILD_MODULES = ("quantdesk.chat.engine_child", "quantdesk.quantize.quantizer_child", "quantdesk.quantize.evaluate_child",
-                 "quantdesk.hardware.backend_probe_child", "quantdesk.chat.selftest")
+                 "quantdesk.hardware.backend_probe_child", "quantdesk.chat.selftest", "quantdesk.chat.template_child")
 # The console twin of the windowed Windows app (installer/quantdesk.spec): a child needs real stdio.
 WINDOWS_CONSOLE_EXE = "quantdesk-cli.exe"
 

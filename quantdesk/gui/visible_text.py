@@ -29,7 +29,7 @@ MAX_ROWS = 200  # per list or table: enough to check, bounded for a long search
 
 def plain(text: str) -> str:
     """Rich text as plain lines (labels here hold a little HTML)."""
-    return unescape(_TAG.sub("", _BREAK.sub("\n", text)))
+    return unescape(_TAG.sub("", _BREAK.sub("\n", text))).replace("\u200b", "")  # (break hints in long names)
 
 
 def _model_rows(model: QAbstractItemModel) -> list[str]:

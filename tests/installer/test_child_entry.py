@@ -50,7 +50,7 @@ def test_child_flag_refuses_modules_that_are_not_children():
     assert out.returncode == 2 and out.stdout == "" and "not a QuantDesk child process" in out.stderr
     assert set(CHILD_MODULES) == {"quantdesk.chat.engine_child", "quantdesk.quantize.quantizer_child",
                                   "quantdesk.quantize.evaluate_child", "quantdesk.hardware.backend_probe_child",
-                                  "quantdesk.chat.selftest"}
+                                  "quantdesk.chat.selftest", "quantdesk.chat.template_child"}
 
 
 @pytest.mark.skipif(os.name != "posix", reason="the stand-in app is a shell script")
@@ -73,6 +73,7 @@ def test_a_frozen_parent_chats_and_quantizes_through_its_own_binary(tmp_path, ti
             eng.start(timeout=120)
             done = [e for e in eng.complete("hi", Sampling(max_tokens=4, seed=1, ignore_eos=True))][-1]
             assert isinstance(done, Finished) and done.tokens == 4, done
+            assert eng.template is not None and eng.template.source == "model", eng.template
         result = [e for e in quantize({str(tiny_model)!r}, "Q8_0", {str(tmp_path / "out.gguf")!r})][-1]
         assert isinstance(result, QuantizeResult), result
         print("ok", result.size)
@@ -81,6 +82,8 @@ def test_a_frozen_parent_chats_and_quantizes_through_its_own_binary(tmp_path, ti
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.startswith("ok") and (tmp_path / "out.gguf").stat().st_size > 0
     # the quantizer's pre-flight detects the machine, which asks the GPU backend in a child too
+    # (and the chat template is tried in its budgeted renderer, a child of its own)
     assert calls.read_text().splitlines() == ["--child quantdesk.chat.engine_child",
+                                              "--child quantdesk.chat.template_child",
                                               "--child quantdesk.hardware.backend_probe_child",
                                               "--child quantdesk.quantize.quantizer_child"]
