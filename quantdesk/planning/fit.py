@@ -9,12 +9,17 @@ speed; else the best CPU fit. Every figure comes from ``memory_model``.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from gguf import GGMLQuantizationType
+
 from quantdesk.base.errors import QuantDeskError
+from quantdesk.base.paths import resources_dir
 from quantdesk.gguf.model_info import ModelInfo
-from quantdesk.gguf.quants import quality, quality_rank
+from quantdesk.gguf.quants import quality, quality_rank, quality_words
 from quantdesk.hardware.machine import Hardware
 from quantdesk.planning.margins import (  # noqa: F401 - the margins are part of this module's story
     RAM_MARGIN_FRACTION, RAM_MARGIN_MIN, VRAM_MARGIN_FRACTION, VRAM_MARGIN_MIN, ram_for_models, vram_for_models)
@@ -26,14 +31,39 @@ DEFAULT_CTX = 4096
 # Safety margins: planning.margins (shared with the Hardware page's "free for a model" figures).
 # Below this generation speed a split is not worth recommending over a smaller quant.
 USABLE_TOKENS_PER_S = 5.0
+# When nothing is usable: a quant this close to the fastest one's speed is as good as it for speed.
+NEAR_FASTEST = 0.85
 # Fraction of peak memory bandwidth token generation reaches (measured llama.cpp figures are
 # ~70-80% on GPUs; the CPU figure is calibrated by bench/plan_accuracy.py on this machine).
 GPU_BANDWIDTH_EFFICIENCY = 0.75
 CPU_BANDWIDTH_EFFICIENCY = 0.6
 DEFAULT_RAM_BANDWIDTH = 40e9
-# CPU generation is often compute-bound rather than memory-bound on few cores: measured here
-# (bench/plan_accuracy.py, AVX2, 2 cores) about 15 GFLOP/s per core for quantized matrix-vector work.
+# CPU generation is often compute-bound rather than memory-bound on few cores, and the cost per weight
+# depends on its type (K-quant and Q8_0 kernels differ): bench/cpu_quant_speed.py measures the weights
+# one core multiplies per second for each type; others get the old figure, 15 GFLOP/s (7.5 G weights/s).
 CPU_FLOPS_PER_CORE = 15e9
+DEFAULT_CPU_RATE = CPU_FLOPS_PER_CORE / 2
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_rates() -> dict[str, float]:
+    """Weights per second per core by ggml type name, as measured (F32/BF16 take F16's)."""
+    try:
+        data = json.loads((resources_dir() / "cpu_quant_rates.json").read_text(encoding="utf-8"))
+        rates = {str(k): float(v) for k, v in data["rates"].items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    if "F16" in rates:
+        rates.setdefault("BF16", rates["F16"])
+        rates.setdefault("F32", rates["F16"] / 2)
+    return rates
+
+
+def _type_name(type_id: int) -> str:
+    try:
+        return GGMLQuantizationType(type_id).name
+    except ValueError:
+        return ""
 VERDICTS = ("full_gpu", "partial", "cpu_only", "no_fit")
 
 
@@ -179,10 +209,12 @@ def tokens_per_second(model: ModelInfo, m: Memory, budget: Budget) -> float:
         active = model.n_expert_used / model.n_expert
     cpu_bytes = max(0, m.weights_cpu - embd) * active + m.kv_cpu / 2
     gpu_bytes = m.weights_gpu * active + m.kv_gpu / 2
-    cpu_params = sum(t.n_elements for t in model.tensors if t.name != "token_embd.weight") * active
-    cpu_params *= (max(0, m.weights_cpu - embd) / max(1, model.weight_bytes - embd))
-    seconds = max(cpu_bytes / (budget.ram_bandwidth * CPU_BANDWIDTH_EFFICIENCY),
-                  2 * cpu_params / (budget.cpu_cores * CPU_FLOPS_PER_CORE))
+    # the CPU's compute: each type multiplies at its own measured rate (resources/cpu_quant_rates.json)
+    rates = cpu_rates()
+    core_seconds = sum(t.n_elements / rates.get(_type_name(t.type_id), DEFAULT_CPU_RATE)
+                       for t in model.tensors if t.name != "token_embd.weight") * active
+    core_seconds *= (max(0, m.weights_cpu - embd) / max(1, model.weight_bytes - embd))
+    seconds = max(cpu_bytes / (budget.ram_bandwidth * CPU_BANDWIDTH_EFFICIENCY), core_seconds / budget.cpu_cores)
     if gpu_bytes and budget.gpu_bandwidth:
         seconds += gpu_bytes / (budget.gpu_bandwidth * GPU_BANDWIDTH_EFFICIENCY)
     return 1.0 / seconds if seconds > 0 else 0.0
@@ -232,9 +264,21 @@ def recommend(options: list[PlanOption], ctx: int) -> PlanOption | None:
         pick = max(usable_cpu, key=rank)
         why = f"best quality that runs on the CPU at a usable ~{pick.tokens_per_s:.0f} tokens/s"
     elif cpu or [o for o in options if o.verdict == "partial"]:
+        # Nothing is fast enough to read along with. The fastest is often a crushed 2-bit quant only a
+        # little faster than a good 4-bit one (on few cores the CPU's compute, not the file size, bounds
+        # speed): the best quality within NEAR_FASTEST of the top speed, the smaller download on a tie.
         pool = cpu + [o for o in options if o.verdict == "partial"]
-        pick = max(pool, key=lambda o: o.tokens_per_s or 0)
-        why = f"nothing runs at a usable speed here; this is the fastest option (~{pick.tokens_per_s:.1f} tokens/s)"
+        top = max(o.tokens_per_s or 0 for o in pool)
+        near = [o for o in pool if (o.tokens_per_s or 0) >= NEAR_FASTEST * top]
+        pick = max(near, key=lambda o: (rank(o), -o.size))
+        fastest = next(o for o in pool if (o.tokens_per_s or 0) == top)
+        if pick is fastest:
+            why = f"nothing runs at a usable speed here; this is the fastest option (~{top:.1f} tokens/s)"
+        else:
+            why = (f"nothing here reaches a usable {USABLE_TOKENS_PER_S:.0f} tokens/s; {pick.quant} runs "
+                   f"at ~{pick.tokens_per_s:.1f} tokens/s, within {100 * (1 - NEAR_FASTEST):.0f}% of the fastest "
+                   f"({fastest.quant}, ~{top:.1f}), with {quality_words(pick.quality_loss)} quality loss and a "
+                   f"{pick.size / GiB:.1f} GiB download")
     else:
         return None
     pick.recommended = True

@@ -59,6 +59,12 @@ def finish_plan(name: str, options: list[PlanOption], hw: Hardware, ctx: int | N
                      "expect worse answers past that point")
     if hw.gpus and not hw.gpu_offload_supported:
         notes.append("GPU found but this build is CPU-only: plans are for the CPU")
+    repacked = [o for o in options if o.memory and o.memory.repack_cpu > 0.1 * o.size and o.verdict != "no_fit"]
+    if repacked:
+        o = max(repacked, key=lambda o: o.memory.repack_cpu)
+        notes.append(f"{', '.join(sorted({r.quant for r in repacked}))} need more RAM here than their size "
+                     f"suggests: on this x86 CPU llama.cpp keeps a repacked copy of Q4_0/Q4_K/IQ4_NL weights beside "
+                     f"the file for faster matrix work (+{o.memory.repack_cpu / 2**30:.1f} GiB for {o.quant})")
     # (the offer asks the installed llama.cpp which presets it can make: skipped when only ranking)
     offer = quantize_option(options, hw, effective, kv_type, source == "hub", name) if suggest_quantize else None
     if offer is not None:
