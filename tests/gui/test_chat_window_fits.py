@@ -12,7 +12,7 @@ from quantdesk.base.settings import load_settings, save_settings
 from quantdesk.chat.sampling import Sampling
 from quantdesk.gui.app import PAGES, MainWindow
 from quantdesk.hardware.detect import resolve_hardware
-from tests.gui.test_chat_page import FAST, LOAD_TIMEOUT, _conversation, _load, _wait_reply
+from tests.gui.test_chat_page import FAST, LOAD_TIMEOUT, REPLY_TIMEOUT, _conversation, _load, _wait_reply
 from tests.support import gguf_factory as factory
 
 
@@ -229,4 +229,23 @@ def test_a_taken_port_is_said_and_the_model_comes_back_without_the_server(qtbot,
                                     for r in window.context.errors.history), timeout=LOAD_TIMEOUT)
         qtbot.waitUntil(lambda: page.model_ready and not page.loading, timeout=LOAD_TIMEOUT)
     assert page.serving is None and page.server_button.text() == "Start server"
+    window.close()
+
+
+def test_tokens_per_second_show_live_while_a_reply_streams(qtbot, tiny_model):
+    window = MainWindow(resolve_hardware())
+    qtbot.addWidget(window)
+    window.show()
+    window.show_page("chat")
+    page = window.chat_page
+    _load(qtbot, page, tiny_model)
+    _conversation(page, FAST.with_(max_tokens=2000))
+    page.ctx_combo.setCurrentIndex(page.ctx_combo.findData(512))
+    seen: list[str] = []
+    page.input.setPlainText("Go on")
+    page.send_button.click()
+    qtbot.waitUntil(lambda: (seen.append(page.status_label.text()) or "tok/s" in seen[-1]) or not page.streaming,
+                    timeout=REPLY_TIMEOUT)
+    assert any(s.startswith("Writing… ") and "tok/s (Esc stops)" in s for s in seen), seen[-3:]
+    _wait_reply(qtbot, page)
     window.close()

@@ -157,3 +157,16 @@ def test_the_saved_theme_applies_at_startup(tmp_path):
         assert is_dark(app.palette())
     finally:
         apply_theme(app, "system")
+
+
+def test_the_models_folder_note_counts_imported_models_and_follows_the_library(qtbot, page, ctx, tmp_path,
+                                                                                 tiny_model):
+    import shutil
+
+    assert "No library models live here yet" in page.folder_note.text()
+    elsewhere = tmp_path / "elsewhere-Q8_0.gguf"
+    shutil.copy(tiny_model, elsewhere)
+    Library().import_file(elsewhere)
+    ctx.library_changed.emit()  # as a download or an import on another page says
+    assert "imported from other folders" in page.folder_note.text()
+    assert "No library models live here yet" not in page.folder_note.text()

@@ -93,8 +93,9 @@ class LayoutMixin:
         row = QHBoxLayout()
         self.model_combo = QComboBox()
         self.model_combo.setAccessibleName("Model")
+        self.model_combo.setToolTip("The model to chat with: one from the library, or Open GGUF file…")
         self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.model_combo.setMinimumContentsLength(14)
+        self.model_combo.setMinimumContentsLength(8)  # names elide; the window must fit 1000 px
         self.model_combo.setPlaceholderText("Choose a model…")
         self.model_combo.activated.connect(self._model_activated)
         self._last_model_index = -1
@@ -107,7 +108,7 @@ class LayoutMixin:
         self.load_button = self._button("Load", "Load model", lambda: self.load_model())
         self.cancel_load_button = self._button("Cancel", "Cancel loading", self.cancel_load)
         self.unload_button = self._button("Unload", "Unload model", self.unload_model)
-        row.addWidget(QLabel("Model:"))
+        # (no "Model:" label: the list says "Choose a model…", and the row must fit a 1000 px window)
         row.addWidget(self.model_combo, 1)
         row.addWidget(QLabel("Context:"))
         row.addWidget(self.ctx_combo)
