@@ -182,6 +182,10 @@ def cmake_args(gpu: str, work: Path) -> list[str]:
 
 
 def _digest(*parts: str) -> str:
+    # The checkout's own path (in -DCMAKE_PROJECT_INCLUDE) does not change the wheel: keyed by the file's
+    # name here (its contents are a part of their own), so a clone elsewhere (CI) finds the cached build.
+    where = str(CPU_VARIANTS_CMAKE.parent)
+    parts = tuple(p.replace(where, "<checkout>/installer") for p in parts)
     return hashlib.sha256(" ".join([LLAMA_CPP_PYTHON, sys.platform, *parts]).encode()).hexdigest()[:12]
 
 

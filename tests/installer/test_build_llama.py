@@ -91,3 +91,19 @@ def test_the_cache_key_follows_the_options_and_the_loader_patch(monkeypatch):
     monkeypatch.setattr(build_llama, "LOADER_PATCH", build_llama.LOADER_PATCH + "# changed\n")
     assert build_llama.cache_key("vulkan", args) != first
     assert build_llama.build_key("vulkan", args) == kept  # the compiled code is reused
+
+
+def test_the_cache_key_does_not_depend_on_where_the_checkout_is(monkeypatch, tmp_path):
+    """CI clones the project to a new folder each time: the same build must be found in the cache."""
+    import shutil
+
+    here = build_llama.cache_key("vulkan", build_llama.PORTABLE + [f"-DCMAKE_PROJECT_INCLUDE={build_llama.CPU_VARIANTS_CMAKE}"])
+    elsewhere = tmp_path / "clone" / "installer"
+    elsewhere.mkdir(parents=True)
+    moved = elsewhere / build_llama.CPU_VARIANTS_CMAKE.name
+    shutil.copy(build_llama.CPU_VARIANTS_CMAKE, moved)
+    monkeypatch.setattr(build_llama, "CPU_VARIANTS_CMAKE", moved)
+    there = build_llama.cache_key("vulkan", build_llama.PORTABLE + [f"-DCMAKE_PROJECT_INCLUDE={moved}"])
+    assert here == there
+    moved.write_text(moved.read_text() + "\n# changed\n")
+    assert build_llama.cache_key("vulkan", build_llama.PORTABLE + [f"-DCMAKE_PROJECT_INCLUDE={moved}"]) != here
