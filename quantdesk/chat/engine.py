@@ -199,6 +199,11 @@ class Engine:
         self._restart_needed = False
         self._closing = False
         self._watch_stdin = True
+        self._app_token = secrets.token_urlsafe(16)  # marks the window's own requests (not counted as served)
+        self._conn_lock = threading.Lock()         # the reply's connection: ended, or ended by a forced stop
+        self._request_name = ""
+        self.restarting = threading.Event()        # set while the process is loaded again after a forced stop
+        self.restart_error: QuantDeskError | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self, timeout: float = 600.0, cancel: threading.Event | None = None,
@@ -209,7 +214,7 @@ class Engine:
         self._closing = False
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         config = {"model": self.settings.model_settings(self.model_path), "host": self.host, "port": self.port,
-                  "api_key": self.api_key, "watch_stdin": watch_stdin}
+                  "api_key": self.api_key, "watch_stdin": watch_stdin, "app_token": self._app_token}
         log = open(self.log_path, "wb")
         env = dict(child_env(), PYTHONUNBUFFERED="1")  # the child imports this very quantdesk, whatever the cwd
         self.proc = subprocess.Popen(
@@ -359,7 +364,7 @@ class Engine:
         return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}"
 
     def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "X-QuantDesk-Client": "app"}  # not counted as served
+        headers = {"Content-Type": "application/json", "X-QuantDesk-Client": self._app_token}  # not "served"
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
@@ -395,51 +400,75 @@ class Engine:
         return int(self._request("GET", "/quantdesk/served", timeout=5)["served"])
 
     def stop_generation(self) -> None:
-        """Stop the reply in progress within a token, whatever is being generated.
+        """Stop this engine's reply in progress within a token, whatever is being generated.
 
-        The model process ends the generation at its next sampled token (``/quantdesk/stop``); if
-        the reply has not ended ``STOP_GRACE`` seconds later (llama.cpp busy inside one long call,
-        such as a huge prompt), the process is ended, and restarted when the reply is wrapped up.
+        The model process ends that reply (named, so another program's reply through the same server
+        goes on) at its next sampled token; a reply still queued behind another program's is dropped
+        without waiting. If a running reply has not ended ``STOP_GRACE`` seconds after Stop (llama.cpp
+        busy inside one long call, such as a huge prompt), the process is ended and loaded again in
+        the background (``restarting``), and the reply says so.
         """
         self._stopping.set()
         conn = self._conn
         if conn is not None and self.alive:
-            threading.Thread(target=self._interrupt, args=(conn,), daemon=True).start()
+            threading.Thread(target=self._interrupt, args=(conn, self._request_name), daemon=True).start()
 
-    def _interrupt(self, conn: http.client.HTTPConnection) -> None:
-        try:
-            self._request("POST", "/quantdesk/stop", {}, timeout=STOP_GRACE)
-        except EngineError:
-            pass
+    def _interrupt(self, conn: http.client.HTTPConnection, name: str) -> None:
         deadline = time.monotonic() + STOP_GRACE
+        state = "unknown"
+        try:
+            state = self._request("POST", "/quantdesk/stop", {"request": name}, timeout=STOP_GRACE).get("state", "")
+        except EngineError:
+            pass  # no answer in time: the process is stuck
+        if state == "queued":  # it had not started: leaving the queue is enough
+            _shut(conn)
+            return
         while self._conn is conn and time.monotonic() < deadline:
             time.sleep(0.02)
-        if self._conn is conn and self.alive:  # still streaming: end the process, the reply with it
+        with self._conn_lock:  # the reply cannot end between this check and the kill
+            if self._conn is not conn or not self.alive:
+                return
             self._restart_needed = True
-            proc = self.proc
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
+                os.killpg(self.proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError, AttributeError):
                 pass
 
     def _restart_after_forced_stop(self, finished: "Finished") -> None:
-        """Load the model again after Stop had to end its process; the reply says so."""
+        """Load the model again, in the background, after Stop had to end its process; the reply says so
+        and the next request waits for it (``restarting``)."""
         self._restart_needed = False
         if self._closing:
             return  # stopped on purpose meanwhile (the window closes): stays stopped
-        self.stop()
-        self._closing = False
+        finished.note = (f"the model did not stop within {STOP_GRACE:g} s, so its process was ended and is being "
+                         "loaded again")
+        self.restart_error = None
+        self.restarting.set()
+        threading.Thread(target=self._restart, daemon=True, name="engine-restart").start()
+
+    def _restart(self) -> None:
         try:
+            self.stop()
+            self._closing = False
             self.start(watch_stdin=self._watch_stdin)
-            finished.note = (f"the model did not stop within {STOP_GRACE:g} s, so its process was restarted "
-                             "(the model is loaded again)")
         except QuantDeskError as exc:
-            finished.note = f"the model did not stop within {STOP_GRACE:g} s; restarting it failed: {exc}"
+            self.restart_error = exc
+        finally:
+            self.restarting.clear()
+
+    def wait_restarted(self, timeout: float = 600.0) -> None:
+        """After a forced stop the process is loaded again in the background: wait for it."""
+        deadline = time.monotonic() + timeout
+        while self.restarting.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.restart_error is not None:
+            raise self.restart_error
 
     def complete(self, prompt: str, sampling: Sampling, stop: list[str] | None = None,
                  prompt_tokens: int | None = None, extra: dict[str, Any] | None = None
                  ) -> Iterator[Token | Finished]:
         """Stream one completion: ``Token`` pieces, then exactly one ``Finished``."""
+        self.wait_restarted()
         with self._lock:
             yield from self._complete(prompt, sampling, stop or [], prompt_tokens, extra or {})
 
@@ -462,9 +491,11 @@ class Engine:
         t0 = time.perf_counter()
         t_first = t_last = None
         conn = http.client.HTTPConnection(self.client_host, self.port, timeout=600)
+        self._request_name = secrets.token_hex(8)  # Stop names this reply, not whatever else generates
         self._conn = conn
         try:
-            conn.request("POST", "/v1/completions", json.dumps(body), self._headers())
+            conn.request("POST", "/v1/completions", json.dumps(body),
+                         {**self._headers(), "X-QuantDesk-Request": self._request_name})
             response = conn.getresponse()
             if response.status != 200:
                 raise EngineError(f"the model process refused the request ({response.status}): "
@@ -492,7 +523,8 @@ class Engine:
                 reason, error = "crashed", (self.death_message() if not self.alive
                                             else f"the connection to the model process broke: {exc}")
         finally:
-            self._conn = None
+            with self._conn_lock:
+                self._conn = None
             conn.close()
         if self._stopping.is_set() and reason != "crashed":
             reason = "stopped"
@@ -522,6 +554,17 @@ class Engine:
             extra = 1 if finished.finish_reason == "length" else 0
             finished.tokens = min(max(finished.tokens, int(last["gen_evals"]) + extra), max_tokens)
         finished.context_used = int(st.get("n_tokens", 0))
+
+
+def _shut(conn: http.client.HTTPConnection) -> None:
+    """End a connection another thread is reading (its read returns at once)."""
+    import socket
+
+    try:
+        if conn.sock is not None:
+            conn.sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _sse_events(response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:

@@ -176,16 +176,18 @@ class StopSwitch:
             return self.eog
         return token
 
-    def stop(self, request: int | None = None) -> bool:
-        """Stop the running generation (``request`` None), or that request's, whether it runs now
-        or has yet to start; True when a running generation was told to stop."""
+    def stop(self, request: int | None = None) -> str:
+        """Stop the running generation (``request`` None), or that request's, whether it runs now or
+        has yet to start. Says which: "running" (it ends at the next token), "queued" (it will not
+        start) or "idle" (nothing was generating)."""
         with self.lock:
             if request is not None and self.active != request:
                 self.abandoned.add(request)
-                return False
+                return "queued"
             if self.running:
                 self.requested.set()
-            return bool(self.running)
+                return "running"
+            return "idle"
 
     def forget(self, request: int) -> None:
         with self.lock:
@@ -196,17 +198,30 @@ MAX_WAITING = 32  # generations queued behind the running one before new ones ge
 SERVED = [0]      # completion requests from other programs than the app
 
 
-def _queue_and_disconnects(app: Any, switch: StopSwitch) -> Any:
+class Requests:
+    """The generation requests in flight, by the name a client gave one (``X-QuantDesk-Request``), so
+    a Stop ends that reply and no other program's; a name stopped before its request arrived is
+    stopped when it does."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, int] = {}
+        self.stopped_early: set[str] = set()
+        self.stopped_early_order: list[str] = []  # bounded: names that never arrive are forgotten
+
+
+def _queue_and_disconnects(app: Any, switch: StopSwitch, requests: Requests, app_token: str) -> Any:
     """ASGI middleware: a client that disconnects from a generation stops it, running or queued (the
-    server itself notices only when it sends a text piece), and too many waiting get a 429."""
+    server itself notices only when it sends a text piece), too many waiting get a 429, and answered
+    requests of other programs than the window (which sends its secret ``app_token``) are counted."""
     waiting, ids = [0], itertools.count(1)
 
     async def middleware(scope: dict, receive: Any, send: Any) -> None:
         if scope.get("type") != "http" or not str(scope.get("path", "")).endswith("completions"):
             await app(scope, receive, send)
             return
-        if (b"x-quantdesk-client", b"app") not in scope.get("headers", []):
-            SERVED[0] += 1  # a request from another program (the window shows how many were served)
+        headers = dict(scope.get("headers", []))
+        from_app = bool(app_token) and headers.get(b"x-quantdesk-client", b"").decode(errors="replace") == app_token
+        name = headers.get(b"x-quantdesk-request", b"").decode(errors="replace")
         if waiting[0] > MAX_WAITING:
             body = json.dumps({"error": {"message": f"the model is busy: {waiting[0]} requests are waiting for it; "
                                                     "try again shortly", "type": "busy"}}).encode()
@@ -232,12 +247,19 @@ def _queue_and_disconnects(app: Any, switch: StopSwitch) -> Any:
             return message
 
         async def send_watched(message: dict) -> None:
+            if message.get("type") == "http.response.start" and message.get("status") == 200 and not from_app:
+                SERVED[0] += 1  # answered for another program (the window shows how many)
             if message.get("type") == "http.response.body" and not message.get("more_body"):
                 done.set()
             await send(message)
 
         waiting[0] += 1
         token = REQUEST_ID.set(request)
+        if name:
+            requests.by_name[name] = request
+            if name in requests.stopped_early:
+                requests.stopped_early.discard(name)
+                switch.stop(request)
         try:
             await app(scope, receive_body, send_watched)
         finally:
@@ -246,6 +268,8 @@ def _queue_and_disconnects(app: Any, switch: StopSwitch) -> Any:
                 task.cancel()
             REQUEST_ID.reset(token)
             switch.forget(request)
+            if name:
+                requests.by_name.pop(name, None)
             waiting[0] -= 1
 
     return middleware
@@ -351,6 +375,7 @@ def main(argv: list[str]) -> int:
     llama = server_app._llama_proxy._current_model  # the one model this child serves
     timer = _EvalTimer(llama)
     switch = StopSwitch(llama)
+    requests = Requests()
     with _log_lock:
         report = load_report_from_log(list(_log_lines))
     if report["total_layers"] is None:  # CPU-only builds do not log the offload line
@@ -388,9 +413,23 @@ def main(argv: list[str]) -> int:
 
     @app.post("/quantdesk/stop")
     async def stop(request: Request) -> Any:
+        """Stop one reply: the request named in the body's ``request`` (the window names its own), else
+        whatever generates now. Answers its state: running (ends at the next token), queued, idle."""
         if not authorized(request):
             return JSONResponse({"error": "unauthorized"}, status_code=401)
-        return {"stopping": switch.stop()}
+        try:
+            name = str((await request.json()).get("request") or "")
+        except ValueError:
+            name = ""
+        if not name:
+            return {"state": switch.stop()}
+        if name in requests.by_name:
+            return {"state": switch.stop(requests.by_name[name])}
+        requests.stopped_early.add(name)  # its request has not arrived yet: it will not generate
+        requests.stopped_early_order.append(name)
+        while len(requests.stopped_early_order) > 256:
+            requests.stopped_early.discard(requests.stopped_early_order.pop(0))
+        return {"state": "queued"}
 
     llama.chat_handler = _budgeted_chat_handler(llama, report)
 
@@ -405,7 +444,8 @@ def main(argv: list[str]) -> int:
     sock.listen(64)
     port = sock.getsockname()[1]
     _emit({"event": "ready", "port": port, "report": report})
-    config = uvicorn.Config(_queue_and_disconnects(app, switch), log_level="warning", timeout_keep_alive=30)
+    config = uvicorn.Config(_queue_and_disconnects(app, switch, requests, str(settings.get("app_token") or "")),
+                            log_level="warning", timeout_keep_alive=30)
     uvicorn.Server(config).run(sockets=[sock])
     del keep
     return 0

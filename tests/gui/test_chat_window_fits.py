@@ -196,13 +196,13 @@ def test_the_server_starts_and_stops_from_the_window_and_counts_what_it_served(q
         return conn.getresponse().status
 
     assert post(None) == 401 and post(page.server_key) == 200
-    qtbot.waitUntil(lambda: "2 requests served" in page.server_status.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: "1 requests served" in page.server_status.text(), timeout=10_000)  # (401: not served)
     cid = _conversation(page, FAST.with_(max_tokens=4))
     page.input.setPlainText("Still chatting?")
     page.send_button.click()
     _wait_reply(qtbot, page)
     assert page.store.get(cid).messages[-1].status == "complete"  # the window chats through the same process
-    assert "2 requests served" in page.server_status.text()  # its own requests are not counted
+    assert "1 requests served" in page.server_status.text()  # its own requests are not counted
     with qtbot.waitSignal(page.model_loaded, timeout=LOAD_TIMEOUT):
         page.server_button.click()
     assert page.serving is None and page.server_button.text() == "Start server"
@@ -248,4 +248,30 @@ def test_tokens_per_second_show_live_while_a_reply_streams(qtbot, tiny_model):
                     timeout=REPLY_TIMEOUT)
     assert any(s.startswith("Writing… ") and "tok/s (Esc stops)" in s for s in seen), seen[-3:]
     _wait_reply(qtbot, page)
+    window.close()
+
+
+def test_a_stop_that_must_end_the_process_gives_the_controls_back_and_reloads_behind(qtbot, tiny_model):
+    import os
+    import signal
+
+    window = MainWindow(resolve_hardware())
+    qtbot.addWidget(window)
+    window.show()
+    window.show_page("chat")
+    page = window.chat_page
+    _load(qtbot, page, tiny_model)
+    _conversation(page, FAST.with_(max_tokens=100000))
+    page.input.setPlainText("Go on forever")
+    page.send_button.click()
+    qtbot.waitUntil(lambda: page.tokens_seen >= 3, timeout=REPLY_TIMEOUT)
+    os.kill(page.engine.report.pid, signal.SIGSTOP)  # as if stuck inside one long llama.cpp call
+    t0 = time.monotonic()
+    page.stop_button.click()
+    qtbot.waitUntil(lambda: not page.streaming, timeout=10_000)
+    assert time.monotonic() - t0 < 5  # not the reload's time
+    qtbot.waitUntil(lambda: "again" in page.report_label.text() or page.model_ready, timeout=5_000)
+    qtbot.waitUntil(lambda: page.model_ready and page.send_button.isEnabled(), timeout=LOAD_TIMEOUT)
+    assert "loaded in" in page.report_label.text()
+    assert any("being loaded again" in n for n in page._notices) or "being loaded again" in page.transcript.toPlainText()
     window.close()

@@ -293,8 +293,26 @@ class ModelsMixin:
         return "Pick a model from the library and press Load."
 
     def _check_engine(self) -> None:
-        """A model process that dies while idle is reported, not discovered at the next Send."""
+        """A model process that dies while idle is reported, not discovered at the next Send; one
+        loaded again after a forced Stop is shown as reloading, then as loaded."""
         self._poll_served()
+        engine = self.engine
+        if engine is not None and engine.restarting.is_set():
+            if not self._reloading_shown:
+                self._reloading_shown = True
+                self.report_label.setText(f"Loading {breakable(self.model_name or 'the model')} again: it did "
+                                          "not stop in time, so its process was ended…")
+                self._update_actions()
+            return
+        if self._reloading_shown and engine is not None:
+            self._reloading_shown = False
+            if engine.restart_error is not None:
+                self._death_reported = True
+                self.show_error(f"{sentence(str(engine.restart_error))} Reload the model to go on.", reload=True)
+            else:
+                self.report_label.setText(self._report_html(engine.report, self.model_name or ""))
+            self._update_actions()
+            return
         if self.engine is None or self._streaming or self._death_reported or self.engine.alive:
             return
         self._death_reported = True
@@ -311,5 +329,6 @@ class ModelsMixin:
 
     @property
     def model_ready(self) -> bool:
-        return self.engine is not None and self.engine.report is not None and self.engine.alive
+        return (self.engine is not None and self.engine.report is not None and self.engine.alive
+                and not self.engine.restarting.is_set())
 

@@ -102,6 +102,7 @@ class ChatPage(LayoutMixin, ModelsMixin, ConversationsMixin, SettingsMixin, Turn
         self._notices: list[str] = []
         self._notice_conversation: int | None = None
         self._death_reported = False
+        self._reloading_shown = False  # the model is being loaded again after a forced Stop
         self._populating = False
         self._shut_down = False
         self._renderer = TranscriptRenderer()
