@@ -21,6 +21,7 @@ from quantdesk.base.child_process import kill_tree, spawn_module
 from quantdesk.base.errors import QuantDeskError
 
 RENDER_SECONDS = 2.0          # a real template renders in milliseconds
+STARTUP_SECONDS = 60.0        # starting the renderer (not counted in a render's budget)
 MAX_PROMPT_CHARS = 4 << 20    # far past any context window
 
 
@@ -64,11 +65,20 @@ class TemplateRenderer:
         return answer["text"]
 
     def _running(self) -> subprocess.Popen:
+        """The renderer, started (and waited for: a slow start, e.g. a frozen app's first run under a
+        virus scanner, must not count against a template's time budget)."""
         if self._proc is None or self._proc.poll() is not None:
             self._proc = spawn_module("quantdesk.chat.template_child", None)
             self._answers = queue.Queue()
             threading.Thread(target=self._read, args=(self._proc, self._answers), daemon=True,
                              name="template-answers").start()
+            try:
+                ready = self._answers.get(timeout=STARTUP_SECONDS)
+            except queue.Empty:
+                ready = None
+            if not ready or not json.loads(ready).get("ready"):
+                self._restart()
+                raise TemplateRenderError("the template renderer did not start", "error")
         return self._proc
 
     @staticmethod

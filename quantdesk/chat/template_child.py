@@ -107,6 +107,8 @@ def main() -> int:
     import jinja2  # noqa: F401 - imported before the cap, so the cap only bounds the render
 
     _limit_memory()
+    sys.stdout.write(json.dumps({"ready": True}) + "\n")  # started: renders are timed from here on
+    sys.stdout.flush()
     for line in sys.stdin:
         try:
             reply = answer(json.loads(line))

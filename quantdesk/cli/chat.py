@@ -175,6 +175,16 @@ def _is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
+def _hide_key_from_process_list(key: str) -> None:
+    """Rewrite this process's command line with the key masked (what /proc/PID/cmdline shows)."""
+    try:
+        import setproctitle
+    except ImportError:
+        return
+    shown = " ".join("********" if part == key else part.replace(key, "********") for part in sys.argv)
+    setproctitle.setproctitle(f"quantdesk {shown.split(' ', 1)[1] if ' ' in shown else shown}")
+
+
 def serve_api_key(args: argparse.Namespace) -> str | None:
     """The key ``serve`` requires: from ``--api-key-file`` (``-``: the first line of stdin), or
     ``--api-key`` with a warning (a command line is visible to every local user). A non-loopback
@@ -189,8 +199,10 @@ def serve_api_key(args: argparse.Namespace) -> str | None:
         if not key:
             raise QuantDeskError(f"{args.api_key_file} holds no API key")
     elif key:
-        print("quantdesk: warning: --api-key is visible to every user of this machine in the process list; "
-              "prefer --api-key-file FILE (or - for stdin)", file=sys.stderr)
+        _hide_key_from_process_list(key)
+        print("quantdesk: warning: --api-key was visible to other users of this machine in the process list "
+              "while QuantDesk started (it is hidden now); prefer --api-key-file FILE (or - for stdin)",
+              file=sys.stderr)
     if not key and not _is_loopback(args.host) and not args.insecure_no_key:
         raise QuantDeskError(
             f"refusing to serve on {args.host} without an API key: anyone who can reach this machine could use the "

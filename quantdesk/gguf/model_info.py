@@ -123,7 +123,7 @@ def _checked(md: dict[str, Any], arch: str) -> None:
         for v in values:
             if v is None or isinstance(v, ArrayInfo):
                 continue
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or v > limit:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= limit:  # (NaN fails too)
                 shown = f"{v:,}" if isinstance(v, (int, float)) and not isinstance(v, bool) else repr(v)[:40]
                 raise GGUFError(f"header is corrupt: {name} is {shown}, but llama.cpp models have at most "
                                 f"{limit:,}; this file cannot be loaded")

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from quantdesk.base.errors import QuantDeskError
 from quantdesk.hub.endpoint import hub_endpoint
-from quantdesk.hub.session import hub_session, read_timeout
+from quantdesk.hub.session import hub_deadline, hub_session, read_timeout
 
 T = TypeVar("T")
 
@@ -61,8 +61,9 @@ API_ATTEMPTS = 4
 
 
 def retry_deadline() -> float:
-    """Seconds a hub API call may take, retries included: two read timeouts and the waits between."""
-    return 2 * read_timeout() + 5
+    """Seconds a hub API call may take, retries included: a read timeout and a shorter second try
+    (a silent hub is told in ~12 s by default; a slow answer gets its full read timeout)."""
+    return read_timeout() + 4
 
 
 def with_retries(call: Callable[[], T], what: str) -> T:
@@ -74,7 +75,8 @@ def with_retries(call: Callable[[], T], what: str) -> T:
     deadline = time.monotonic() + retry_deadline()
     for attempt in range(1, API_ATTEMPTS + 1):
         try:
-            return call()
+            with hub_deadline(deadline - time.monotonic()):
+                return call()
         except Exception as exc:
             response = getattr(exc, "response", None)
             status = getattr(response, "status_code", None)

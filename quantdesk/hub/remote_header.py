@@ -8,8 +8,8 @@ from quantdesk.gguf.reader import GGUFHeader, read_header_with
 from quantdesk.hub.client import RepoGGUF
 from quantdesk.hub.credentials import hub_token
 from quantdesk.hub.endpoint import hub_endpoint
-from quantdesk.hub.errors import translate_hub_error
-from quantdesk.hub.session import hub_session
+from quantdesk.hub.errors import retry_deadline, translate_hub_error
+from quantdesk.hub.session import hub_deadline, hub_session
 
 
 def read_remote_header(repo_id: str, path: str, size: int, revision: str | None = None) -> GGUFHeader:
@@ -45,7 +45,8 @@ def read_remote_header(repo_id: str, path: str, size: int, revision: str | None 
             raise QuantDeskError(f"{repo_id}/{path}: the hub sent {len(data)} of {want} header bytes")
         return data
 
-    return read_header_with(read_range, size, f"{repo_id}/{path}")
+    with hub_deadline(retry_deadline()):  # a hub that stops answering mid-header is told in seconds
+        return read_header_with(read_range, size, f"{repo_id}/{path}")
 
 
 def remote_model_info(repo_id: str, entry: RepoGGUF, revision: str | None = None) -> ModelInfo:

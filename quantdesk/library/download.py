@@ -39,6 +39,15 @@ MAX_ATTEMPTS = 8  # failures in a row without a new byte before giving up (read 
 DISK_MARGIN_MIN, DISK_MARGIN_FRACTION = 256 << 20, 0.02
 
 
+def max_attempts() -> int:
+    """Failures in a row without a new byte before a download gives up (``QUANTDESK_DOWNLOAD_TRIES``,
+    default ``MAX_ATTEMPTS``: with its backoff, about a minute of a dead network)."""
+    try:
+        return max(0, int(os.environ.get("QUANTDESK_DOWNLOAD_TRIES", "")))
+    except ValueError:
+        return MAX_ATTEMPTS
+
+
 def stall_timeout() -> float:
     """Seconds without a byte before a connection counts as stalled (and is retried)."""
     return float(os.environ.get("QUANTDESK_STALL_TIMEOUT", "30"))
@@ -102,7 +111,7 @@ def download_part(repo_id: str, part: RepoFilePart, revision: str | None = None,
         yield DownloadEvent("verifying", part.path, hashed, part.size, message="checking the part already downloaded")
     transfer = Transfer(repo_id=repo_id, part=part, part_file=part_file, url=url,
                         headers=build_hf_headers(token=hub_token()), session=session, http=http, ranges=ranges,
-                        sha=sha, hashed=hashed, cancel=cancel, max_attempts=MAX_ATTEMPTS,
+                        sha=sha, hashed=hashed, cancel=cancel, max_attempts=max_attempts(),
                         stall_timeout=stall_timeout())
     try:
         yield from transfer.run()

@@ -347,3 +347,16 @@ def test_a_file_that_matches_its_hash_but_is_not_a_model_never_enters_the_librar
     assert library_json() == []
     models = Path(os.environ["QUANTDESK_HOME"]) / "models"
     assert not list(models.rglob("*.gguf")) and not list(models.rglob("*.gguf.part*"))
+
+
+def test_a_server_that_ignores_range_and_keeps_dropping_ends_in_one_sentence(hub_repo):
+    """Issue 15.3 at the CLI: it used to loop forever (hundreds of GETs, gigabytes for a small file)."""
+    name = "Tiny-Chat-F16.gguf"
+    hub_repo.set_fault(REPO, name, ignore_range=True, drop_after_bytes=3_000_000)
+    out = run_cli("download", REPO, "--quant", "F16", env={"QUANTDESK_DOWNLOAD_TRIES": "3"})
+    assert out.returncode == 1
+    assert "ignores resume requests (Range)" in out.stderr and "the partial file is kept" in out.stderr
+    gets = [r for r in hub_repo.requests_for(REPO, name, "GET") if r.status in (200, 206)]
+    assert len(gets) <= 5 and hub_repo.bytes_served[(REPO, name)] <= 5 * 3_000_000
+    partial = Path(os.environ["QUANTDESK_HOME"]) / "models" / ".partial" / REPO / (name + ".part")
+    assert partial.exists()

@@ -28,7 +28,11 @@ def run_cli(*args: str, timeout: float = 60, env: dict | None = None) -> subproc
 def hostile_header(path: Path, **fields) -> Path:
     """A GGUF whose header claims ``fields`` (llama arch), with one small real tensor."""
     w = GGUFWriter(str(path), "llama")
-    w.add_block_count(fields.pop("block_count", 2))
+    block_count = fields.pop("block_count", 2)
+    if isinstance(block_count, float):
+        w.add_float32("llama.block_count", block_count)
+    else:
+        w.add_block_count(block_count)
     w.add_embedding_length(256)
     w.add_context_length(4096)
     w.add_feed_forward_length(512)
@@ -38,7 +42,10 @@ def hostile_header(path: Path, **fields) -> Path:
     else:
         w.add_head_count(head_count)
     for key, value in fields.items():
-        w.add_uint32(f"llama.{key}", value)
+        if isinstance(value, float):
+            w.add_float32(f"llama.{key}", value)
+        else:
+            w.add_uint32(f"llama.{key}", value)
     w.add_tensor("token_embd.weight", np.zeros((16, 256), dtype=np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -53,6 +60,7 @@ def hostile_header(path: Path, **fields) -> Path:
     ({"expert_count": 1 << 30}, "llama.expert_count"),
     ({"vocab_size": 1 << 31}, "llama.vocab_size"),
     ({"context_length": 1 << 31}, "llama.context_length"),
+    ({"block_count": float("nan")}, "llama.block_count is nan"),
 ])
 def test_a_header_claiming_absurd_counts_is_refused_naming_the_field(tmp_path, fields, named):
     path = hostile_header(tmp_path / "evil-Q8_0.gguf", **fields)
@@ -175,3 +183,15 @@ def test_cpu_features_in_a_hardware_file_are_read_whatever_their_case(tmp_path, 
         plan = json.loads(run_cli("plan", str(llama8b_q4), "--json", "--hardware", str(path)).stdout)
         rams.append(plan["options"][0]["ram"])
     assert rams[0] == rams[1]  # "avx2" is AVX2: the CPU repack copy is counted either way
+
+
+def test_with_the_default_timeouts_a_silent_hub_is_told_within_seconds(silent_hub):
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "QUANTDESK_HUB_TIMEOUT"}
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "quantdesk", "files", "someorg/Silent-GGUF"], capture_output=True,
+                         text=True, timeout=120, env={**env, "HF_ENDPOINT": silent_hub})
+    took = time.monotonic() - t0
+    assert out.returncode == 1 and "did not answer" in out.stderr and silent_hub in out.stderr
+    assert took < 20, took  # the defaults (8 s read timeout, 12 s for the call with its retry), not minutes

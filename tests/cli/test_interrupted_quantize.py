@@ -92,3 +92,22 @@ def test_a_model_llama_cpp_cannot_load_is_refused_before_quantizing(tmp_path):
     assert "cannot be quantized: llama.cpp cannot read it" in result.stderr and "would not load either" in result.stderr
     assert not out.exists() and not out.with_name(out.name + ".partial").exists()
     assert json.loads(run_cli("list", "--json").stdout) == []
+
+
+def test_the_quantizer_and_every_child_get_no_credentials(monkeypatch, tmp_path):
+    """Issue 15.9: HF_TOKEN (and anything named like a secret) stays in the parent; the children get
+    the rest of the environment (GPU drivers read theirs from it)."""
+    from quantdesk.base.child_process import child_env, spawn_module
+
+    monkeypatch.setenv("HF_TOKEN", "hf_parent_only")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-parent-only")
+    monkeypatch.setenv("GGML_VK_VISIBLE_DEVICES", "0")
+    env = child_env()
+    assert "HF_TOKEN" not in env and "OPENAI_API_KEY" not in env and env["GGML_VK_VISIBLE_DEVICES"] == "0"
+    proc = spawn_module("quantdesk.quantize.quantizer_child", None)  # the quantizer as quantize() starts it
+    try:
+        environ = Path(f"/proc/{proc.pid}/environ").read_bytes()
+        assert b"hf_parent_only" not in environ and b"sk-parent-only" not in environ
+    finally:
+        proc.kill()
+        proc.wait()

@@ -203,3 +203,11 @@ def test_max_tokens_holds_while_the_reply_is_an_unfinished_character(never_text_
         assert status == 200
         answer = json.loads(body)
         assert answer["usage"]["completion_tokens"] <= 5 and answer["choices"][0]["finish_reason"] == "length"
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc (Linux)")
+def test_a_key_given_on_the_command_line_is_hidden_from_the_process_list_once_started(tiny_model):
+    with serving(tiny_model, "--api-key", SECRET) as (proc, info):
+        assert SECRET not in proc_text(proc.pid, "cmdline") and "********" in proc_text(proc.pid, "cmdline")
+        assert SECRET not in proc_text(info["load"]["pid"], "cmdline")
+        assert post(info["port"], "/v1/completions", {"prompt": "a", "max_tokens": 2}, key=SECRET)[0] == 200

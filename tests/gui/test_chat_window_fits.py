@@ -196,13 +196,13 @@ def test_the_server_starts_and_stops_from_the_window_and_counts_what_it_served(q
         return conn.getresponse().status
 
     assert post(None) == 401 and post(page.server_key) == 200
-    qtbot.waitUntil(lambda: "1 requests served" in page.server_status.text(), timeout=10_000)  # (401: not served)
+    qtbot.waitUntil(lambda: "1 request served" in page.server_status.text(), timeout=10_000)  # (401: not served)
     cid = _conversation(page, FAST.with_(max_tokens=4))
     page.input.setPlainText("Still chatting?")
     page.send_button.click()
     _wait_reply(qtbot, page)
     assert page.store.get(cid).messages[-1].status == "complete"  # the window chats through the same process
-    assert "1 requests served" in page.server_status.text()  # its own requests are not counted
+    assert "1 request served" in page.server_status.text()  # its own requests are not counted
     with qtbot.waitSignal(page.model_loaded, timeout=LOAD_TIMEOUT):
         page.server_button.click()
     assert page.serving is None and page.server_button.text() == "Start server"

@@ -46,6 +46,10 @@ def _lan_address() -> str:
         probe.close()
 
 
+def _served(count: int) -> str:
+    return f"{count:,} request{'s' if count != 1 else ''} served"
+
+
 class ServerMixin:
     """The Chat page's server panel (built by ``_build_server``) and what its buttons do."""
 
@@ -154,7 +158,7 @@ class ServerMixin:
             return
         where = "this computer only" if serving.host == "127.0.0.1" else "every computer on this network"
         self.server_status.setText(f"Serving at <b>{serving.url()}</b> for {where} · requests need the key · "
-                                   f"{getattr(self, '_served_count', 0)} requests served")
+                                   f"{_served(getattr(self, '_served_count', 0))}")
 
     def _poll_served(self) -> None:
         """Ask the model process how many requests other programs made (every few seconds while serving)."""
