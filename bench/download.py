@@ -102,6 +102,9 @@ def main() -> int:
     print(f"{'':>14} {'s':>7} {'MB/s':>7} {'connections':>11}")
     print(f"{'one stream':>14} {single:>7.2f} {size / single / 1e6:>7.1f} {1:>11}")
     print(f"{'ours':>14} {parallel:>7.2f} {size / parallel / 1e6:>7.1f} {most:>11}")
+    one = size / single
+    print(f"one throttled connection's rate x {most} connections = {one * most / 1e6:.1f} MB/s (the ceiling at that "
+          f"count); ours reached {size / parallel / (one * most):.0%} of it, ramp-up included")
     print(f"ours / one stream: {ratio_throttled:.2f}x — target >= 4x: {'PASS' if ratio_throttled >= 4 else 'FAIL'}")
     src.unlink()
     # 2. Unthrottled loopback.

@@ -204,3 +204,51 @@ def test_pause_stops_every_connection_even_those_waiting_on_a_silent_server(hub,
     assert not [t.name for t in threading.enumerate() if t.name.startswith("download-")]
     saved = json.loads(state_path(partial_path(REPO, NAME)).read_text())
     assert ByteRanges(saved["size"], [tuple(s) for s in saved["spans"]]).done() >= 4_000_000
+
+
+def test_a_disk_filling_midway_keeps_what_arrived_and_says_so(hub, big_file, tmp_path):
+    """The disk fills while several connections write (another program takes the space): one
+    sentence that says what arrived is kept, the partial and its ranges stay, nothing enters the
+    library. A private mount namespace gives the download a small disk of its own."""
+    import shutil
+
+    if not shutil.which("unshare"):
+        pytest.skip("needs util-linux's unshare")
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"user namespaces are not allowed here: {probe.stderr.decode()[:200]}")
+    hub.set_fault(REPO, NAME, bytes_per_second=1_000_000)
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    size_mb = big_file.stat().st_size // 2**20 + 300  # passes the pre-flight (file + 256 MiB margin)
+    script = (f"mount -t tmpfs -o size={size_mb}m tmpfs {disk} && "
+              f"QUANTDESK_HOME={disk}/home {sys.executable} -m quantdesk download {REPO} --quant F32 "
+              f"> {disk}/out.txt 2>&1 & "
+              f"sleep 1; head -c {(size_mb - 30) * 2**20} /dev/zero > {disk}/filler 2>/dev/null; wait $!; echo rc=$? >> {disk}/out.txt; "
+              f"cat {disk}/out.txt; ls {disk}/home/models/.partial/{REPO}/")
+    out = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=180,
+                         env={**os.environ, "QUANTDESK_STALL_TIMEOUT": "5"})
+    text = out.stdout + out.stderr
+    assert "rc=1" in text, text[-2000:]
+    assert "disk filled up" in text and "kept" in text
+    assert NAME + ".part" in text and NAME + ".part.ranges" in text  # what arrived, and which ranges it is
+
+
+def test_connections_halve_after_a_429_burst(hub, big_file):
+    """More connections while the rate grows; a 429 (the server says: too many) halves them."""
+    hub.set_fault(REPO, NAME, bytes_per_second=1_500_000)
+    (entry,) = list_repo_ggufs(REPO)
+    most, after_429, throttled = 0, [], False
+    for item in download_model(REPO, entry):
+        if not isinstance(item, DownloadEvent):
+            continue
+        if not throttled:
+            most = max(most, item.connections)
+            if most >= 8:
+                hub.set_fault(REPO, NAME, bytes_per_second=1_500_000, statuses=[429] * 6, retry_after=0)
+                throttled = True
+        elif item.state == "retrying" or after_429:
+            after_429.append(item.connections if item.state == "downloading" else None)
+    shown = [c for c in after_429 if c]
+    assert throttled and shown, (most, after_429)
+    assert max(shown[-3:]) <= most // 2  # settled at half (or less), not back up at once
