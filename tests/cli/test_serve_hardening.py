@@ -211,3 +211,23 @@ def test_a_key_given_on_the_command_line_is_hidden_from_the_process_list_once_st
         assert SECRET not in proc_text(proc.pid, "cmdline") and "********" in proc_text(proc.pid, "cmdline")
         assert SECRET not in proc_text(info["load"]["pid"], "cmdline")
         assert post(info["port"], "/v1/completions", {"prompt": "a", "max_tokens": 2}, key=SECRET)[0] == 200
+
+
+def test_ctrl_c_stops_a_cli_reply_that_never_forms_text_within_a_second(never_text_model):
+    proc = subprocess.Popen([sys.executable, "-m", "quantdesk", "chat", str(never_text_model), "--prompt", "Hi",
+                             "--ctx", "16384", "--max-tokens", "100000", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "Loaded" not in (proc.stderr.readline() or "Loaded"):
+            pass
+        time.sleep(1.5)  # it is generating bytes that never form text
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and json.loads(out)["finish_reason"] == "stopped"
+    assert took < 3, took  # the reply ends within a second; the rest is the process ending the model's

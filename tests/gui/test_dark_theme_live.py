@@ -38,6 +38,49 @@ def _contrast(lightest: float, darkest: float) -> float:
     return (lightest + 0.05) / (darkest + 0.05)
 
 
+def _text_contrast(image: QImage) -> float:
+    """Contrast of a label's text against its own background: the background is the region's most
+    common colour, the text its pixel farthest from it in luminance (anti-aliasing only softens edges)."""
+    from collections import Counter
+
+    pixels = [image.pixelColor(x, y) for y in range(image.height()) for x in range(image.width())]
+    background = Counter(p.rgb() for p in pixels).most_common(1)[0][0]
+    bg = _luminance(QColor.fromRgb(background))
+    far = max((_luminance(p) for p in pixels), key=lambda lum: abs(lum - bg))
+    return _contrast(max(bg, far), min(bg, far))
+
+
+def test_a_failed_download_reads_in_the_dark_theme(qtbot):
+    """The failed row's sentence was dark red on dark grey: judged from the painted pixels."""
+    from quantdesk.gui.widgets.download_row import DownloadRow
+    from quantdesk.hub.client import RepoFilePart, RepoGGUF
+    from quantdesk.library.queue import DownloadJob
+
+    entry = RepoGGUF("m-Q4_K_M.gguf", "Q4_K_M", [RepoFilePart("m-Q4_K_M.gguf", 1000, "ab" * 32)])
+    job = DownloadJob(1, "org/M-GGUF", None, entry, "failed", 500, 1000, "checksum mismatch", None,
+                      failure_kind="checksum", failure_details={"file": "m-Q4_K_M.gguf", "expected": "a" * 64,
+                                                               "actual": "b" * 64, "received": 1000, "size": 1000})
+    try:
+        apply_theme(QApplication.instance(), "dark")
+        holder = QWidget()
+        qtbot.addWidget(holder)
+        from quantdesk.gui.theme import themed_style
+        from quantdesk.gui.widgets.download_row import row_style
+
+        themed_style(holder, row_style)
+        row = DownloadRow(job, holder)
+        holder.resize(800, 140)
+        row.resize(800, 140)
+        holder.show()
+        qtbot.wait(30)
+        assert "did not match" in row.detail.text()
+        image = _region(holder, row.detail)
+        assert _stats(image, 1)[0] < 0.25  # a dark row
+        assert _text_contrast(image) >= 4.5
+    finally:
+        apply_theme(QApplication.instance(), "system")
+
+
 def test_dark_applies_to_every_part_live_with_readable_text(qtbot, llama8b_q4):
     window = MainWindow(load_hardware_spec("nvidia-8gb"))
     qtbot.addWidget(window)
@@ -81,5 +124,11 @@ def test_dark_applies_to_every_part_live_with_readable_text(qtbot, llama8b_q4):
         assert _contrast(lightest, darkest) >= 4.5
         mean, _, _ = _stats(_region(window, chat.report_label))
         assert mean < 0.2, ("model strip", mean)
+        assert _text_contrast(_region(window, chat.report_label)) >= 4.5
+        window.show_page("discover")
+        qtbot.wait(50)
+        chart = _region(window, discover.view.chart)
+        assert _stats(chart)[0] < 0.25, "memory chart"
+        assert _text_contrast(_region(window, discover.view.notes)) >= 4.5
     finally:
         apply_theme(QApplication.instance(), "system")

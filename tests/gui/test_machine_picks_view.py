@@ -50,3 +50,24 @@ def test_no_picks_is_said_not_left_blank(qtbot):
     qtbot.waitUntil(lambda: box.picks is not None and not box.busy, timeout=20_000)
     assert box.picks == [] and not _pick_buttons(window.hardware_page)
     assert "runs at a usable speed" in box.caption.text()
+
+
+def test_a_mirror_without_the_catalogs_repos_still_shows_picks_and_says_what_happened(qtbot, fake_hub):
+    """Issue 16.5: with HF_ENDPOINT at a mirror that has none of the catalog's repos, the first
+    refresh marked them all gone and the page said nothing runs at a usable speed here."""
+    from quantdesk.catalog.offline import load_catalog
+    from quantdesk.catalog.refresh import refresh_catalog
+
+    load_catalog.cache_clear()
+    try:
+        result = refresh_catalog()
+        assert not result.gone
+        window = MainWindow(load_hardware_spec("nvidia-8gb"))
+        qtbot.addWidget(window)
+        page = window.hardware_page
+        qtbot.waitUntil(lambda: page.picks_box.picks is not None and not page.picks_box.busy, timeout=20_000)
+        assert len(_pick_buttons(page)) == 3
+        caption = page.picks_box.caption.text()
+        assert "usable speed" not in caption and f"not on {fake_hub.endpoint}" in caption
+    finally:
+        load_catalog.cache_clear()

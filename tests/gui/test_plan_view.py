@@ -24,3 +24,30 @@ def test_the_table_says_the_loss_in_words_with_the_figure_in_the_tooltip(qtbot, 
     assert words["Q8_0"] == "near-lossless" and words["Q4_K_M"] == "small" and words["Q2_K"] == "large"
     row = view.cells(1).index("Q4_K_M")
     assert "0.0320" in view.table.item(row, QUALITY_COLUMN).toolTip()
+
+
+def test_on_a_few_core_cpu_discover_shows_faster_small_quants_and_explains_the_repack(qtbot, tmp_path, monkeypatch):
+    """Issue 16.6 in the window: every 8B quant showed ~2.0 tok/s and Q8_0 was 'the fastest option'."""
+    import json
+
+    from quantdesk.gui.app import MainWindow
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    spec = {"gpus": [], "ram_total": 24 * 2**30, "ram_available": 22 * 2**30, "swap_total": 0,
+            "cpu": {"name": "2-core CPU", "cores": 2, "threads": 2, "features": ["AVX", "AVX2", "FMA", "F16C"]},
+            "disk_free": 100 * 2**30, "gpu_offload_supported": False}
+    path = tmp_path / "hw.json"
+    path.write_text(json.dumps(spec))
+    window = MainWindow(load_hardware_spec(str(path)))
+    qtbot.addWidget(window)
+    page = window.discover_page
+    page.open_ref("unsloth/DeepSeek-R1-Distill-Llama-8B-GGUF")
+    qtbot.waitUntil(lambda: page.plan is not None, timeout=30_000)
+    speeds = dict(zip(page.view.cells(1), page.view.cells(4)))
+    tok_s = {q: float(t.strip("~ tok/s")) for q, t in speeds.items() if "tok/s" in t}
+    assert tok_s["Q4_K_M"] > tok_s["Q8_0"] and len(set(tok_s.values())) >= 4
+    rec = page.plan.recommended
+    assert rec.quant not in ("Q8_0", "Q2_K", "F16") and "fastest" in rec.reason and "download" in rec.reason
+    row = page.view.cells(1).index("Q4_K_M")
+    assert "repacked copy" in page.view.table.item(row, 2).toolTip()
+    assert "repacked copy" in page.view.notes.text()

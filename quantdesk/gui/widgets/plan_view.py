@@ -147,9 +147,14 @@ class PlanView(QScrollArea):
         cells = ["★" if o.recommended else "", o.quant, size_text(o), fit_badge(o),
                  f"~{o.tokens_per_s:.1f} tok/s" if o.tokens_per_s else "–",
                  quality_words(o.quality_loss)]
+        tip = f"{o.file}\n{o.reason}"
+        repack = o.memory.repack_cpu if o.memory else 0
+        if repack > 0.1 * o.size:  # why a smaller file can need more RAM than a larger one
+            tip += (f"\nIts RAM figure includes {repack / 2**30:.1f} GiB for a repacked copy of its Q4_0/Q4_K/IQ4_NL "
+                    "weights, which llama.cpp keeps on x86 CPUs for faster matrix work (the chart's light blue).")
         for col, text in enumerate(cells):
             item = QTableWidgetItem(text)
-            item.setToolTip(f"{o.file}\n{o.reason}")
+            item.setToolTip(tip)
             if col == QUALITY_COLUMN:
                 item.setToolTip(quality_tip(o.quant, o.quality_loss))
             if col == FIT_COLUMN:
