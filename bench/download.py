@@ -55,10 +55,18 @@ def ours(home: Path) -> tuple[float, int]:
 
 
 def write_source(path: Path, size_mb: int) -> Path:
-    with path.open("wb") as fh:
-        block = os.urandom(1 << 20)
-        for _ in range(size_mb):
-            fh.write(block)
+    """A GGUF of ``size_mb`` MiB (a header and one int8 tensor of random bytes): a download must be a
+    readable GGUF to enter the library."""
+    import numpy as np
+    from gguf import GGUFWriter
+
+    writer = GGUFWriter(str(path), "llama")
+    block = np.frombuffer(os.urandom(1 << 20), dtype=np.int8)
+    writer.add_tensor("blob", np.tile(block, size_mb))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
     return path
 
 
