@@ -286,7 +286,11 @@ class Engine:
         requested = int(raw.get("requested_gpu_layers") or 0)
         got, total = int(raw.get("gpu_layers") or 0), raw.get("total_layers")
         notes: list[str] = []
-        if not raw.get("gpu_offload_supported"):
+        backends = [b for b in raw.get("gpu_backends", []) if b]
+        if not raw.get("gpu_offload_supported") and backends:
+            names = ", ".join(b.capitalize() if b != "cuda" else "CUDA" for b in backends)
+            summary = f"running on the CPU (the {names} backend found no GPU it can use)"
+        elif not raw.get("gpu_offload_supported"):
             summary = "running on the CPU (this llama.cpp build has no GPU support)"
             try:
                 from quantdesk.hardware.detect import detect_hardware

@@ -326,6 +326,16 @@ def _defer_template_compiles() -> None:
     llama_chat_format.Jinja2ChatFormatter = NotCompiled
 
 
+def _gpu_backends() -> list[str]:
+    """The GPU backends this build registered, found a device or not ("vulkan", "cuda"…)."""
+    try:
+        from quantdesk.hardware.ggml_devices import registered_backends
+
+        return [b for b in registered_backends() if b not in ("cpu", "blas", "rpc")]
+    except Exception:  # noqa: BLE001 - only the load report's wording depends on it
+        return []
+
+
 def _read_settings(argv: list[str]) -> dict[str, Any]:
     """From stdin's first line (argv is readable by every local user); argv still works for tools."""
     if argv:
@@ -384,6 +394,7 @@ def main(argv: list[str]) -> int:
     report.update({
         "load_s": load_s, "n_ctx": llama.n_ctx(), "n_vocab": llama.n_vocab(),
         "gpu_offload_supported": bool(llama_cpp.llama_supports_gpu_offload()),
+        "gpu_backends": _gpu_backends(),
         "requested_gpu_layers": settings["model"].get("n_gpu_layers", 0),
         "memory": _rss(), "pid": os.getpid(),
         "add_bos": bool(llama._model.add_bos_token()),
