@@ -83,7 +83,7 @@ def test_a_frozen_parent_chats_and_quantizes_through_its_own_binary(tmp_path, ti
     assert out.stdout.startswith("ok") and (tmp_path / "out.gguf").stat().st_size > 0
     # the quantizer's pre-flight detects the machine, which asks the GPU backend in a child too
     # (and the chat template is tried in its budgeted renderer, a child of its own)
-    assert sorted(calls.read_text().splitlines()) == ["--child quantdesk.chat.engine_child",
-                                                      "--child quantdesk.chat.template_child",
-                                                      "--child quantdesk.hardware.backend_probe_child",
-                                                      "--child quantdesk.quantize.quantizer_child"]
+    calls_made = set(calls.read_text().splitlines())
+    assert {"--child quantdesk.chat.engine_child", "--child quantdesk.chat.template_child",
+            "--child quantdesk.quantize.quantizer_child"} <= calls_made  # (the backend probe, when asked)
+    assert calls_made <= {f"--child {module}" for module in CHILD_MODULES}

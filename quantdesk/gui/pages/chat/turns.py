@@ -173,6 +173,9 @@ class TurnsMixin:
     def _on_ended(self) -> None:
         self._streaming = False
         self._poll_timer.stop()
+        if self.engine is not None and self.engine.restarting.is_set() and not self._reloading_shown:
+            self._reloading_shown = True  # the health check restores the controls once it is back
+            self.report_label.setText("Loading the model again: it did not stop in time, so its process was ended…")
         self.refresh_conversations()
         self.render(force=True)
         self._update_actions()
