@@ -21,17 +21,25 @@ def never_text_model(tmp_path_factory):
     return factory.write_never_text_model(tmp_path_factory.mktemp("nt") / "never-text.gguf")
 
 
-def test_stop_ends_a_reply_that_never_forms_text_and_the_controls_come_back(qtbot, never_text_model):
+def _chat_window(qtbot, model=None, ctx: int = 512, size: tuple[int, int] | None = None):
+    """The app's window on its Chat page, ``model`` loaded at ``ctx`` tokens when given."""
     window = MainWindow(resolve_hardware())
     qtbot.addWidget(window)
-    window.resize(1000, 640)
+    if size:
+        window.resize(*size)
     window.show()
     window.show_page("chat")
     page = window.chat_page
-    assert page.select_model(str(never_text_model))
-    page.ctx_combo.setCurrentIndex(page.ctx_combo.findData(16384))
-    with qtbot.waitSignal(page.model_loaded, timeout=LOAD_TIMEOUT):
-        page.load_button.click()
+    if model is not None:
+        assert page.select_model(str(model))
+        page.ctx_combo.setCurrentIndex(page.ctx_combo.findData(ctx))
+        with qtbot.waitSignal(page.model_loaded, timeout=LOAD_TIMEOUT):
+            page.load_button.click()
+    return window, page
+
+
+def test_stop_ends_a_reply_that_never_forms_text_and_the_controls_come_back(qtbot, never_text_model):
+    window, page = _chat_window(qtbot, never_text_model, ctx=16384, size=(1000, 640))
     _conversation(page, Sampling(max_tokens=100000, ignore_eos=True))
     page.input.setPlainText("Say something")
     page.send_button.click()
@@ -79,12 +87,7 @@ def test_every_page_fits_1000_by_640_after_a_long_reply_and_with_long_names(qtbo
 
 
 def test_enter_sends_and_shift_enter_is_a_new_line_unless_settings_say_ctrl_enter(qtbot, tiny_model):
-    window = MainWindow(resolve_hardware())
-    qtbot.addWidget(window)
-    window.show()
-    window.show_page("chat")
-    page = window.chat_page
-    _load(qtbot, page, tiny_model)
+    window, page = _chat_window(qtbot, tiny_model)
     cid = _conversation(page, FAST.with_(max_tokens=4))
     page.input.setPlainText("first line")
     page.input.moveCursor(page.input.textCursor().MoveOperation.End)
@@ -111,15 +114,7 @@ def test_enter_sends_and_shift_enter_is_a_new_line_unless_settings_say_ctrl_ente
 def test_closing_during_a_reply_that_never_forms_text_ends_the_model_process_at_once(qtbot, never_text_model):
     import psutil
 
-    window = MainWindow(resolve_hardware())
-    qtbot.addWidget(window)
-    window.show()
-    window.show_page("chat")
-    page = window.chat_page
-    assert page.select_model(str(never_text_model))
-    page.ctx_combo.setCurrentIndex(page.ctx_combo.findData(16384))
-    with qtbot.waitSignal(page.model_loaded, timeout=LOAD_TIMEOUT):
-        page.load_button.click()
+    window, page = _chat_window(qtbot, never_text_model, ctx=16384)
     cid = _conversation(page, Sampling(max_tokens=100000, ignore_eos=True))
     page.input.setPlainText("Say something")
     page.send_button.click()
@@ -138,12 +133,7 @@ def test_closing_during_a_reply_that_never_forms_text_ends_the_model_process_at_
 def test_regenerate_keeps_the_earlier_answer_one_click_away(qtbot, tiny_model):
     from PySide6.QtCore import QUrl
 
-    window = MainWindow(resolve_hardware())
-    qtbot.addWidget(window)
-    window.show()
-    window.show_page("chat")
-    page = window.chat_page
-    _load(qtbot, page, tiny_model)
+    window, page = _chat_window(qtbot, tiny_model)
     cid = _conversation(page, FAST.with_(max_tokens=6, seed=-1))
     page.input.setPlainText("Hi")
     page.send_button.click()
@@ -174,12 +164,7 @@ def test_the_server_starts_and_stops_from_the_window_and_counts_what_it_served(q
     import json
     import socket
 
-    window = MainWindow(resolve_hardware())
-    qtbot.addWidget(window)
-    window.show()
-    window.show_page("chat")
-    page = window.chat_page
-    _load(qtbot, page, tiny_model)
+    window, page = _chat_window(qtbot, tiny_model)
     port = _free_port()
     page.server_toggle.click()
     page.server_port.setValue(port)
@@ -214,12 +199,7 @@ def test_the_server_starts_and_stops_from_the_window_and_counts_what_it_served(q
 def test_a_taken_port_is_said_and_the_model_comes_back_without_the_server(qtbot, tiny_model):
     import socket
 
-    window = MainWindow(resolve_hardware())
-    qtbot.addWidget(window)
-    window.show()
-    window.show_page("chat")
-    page = window.chat_page
-    _load(qtbot, page, tiny_model)
+    window, page = _chat_window(qtbot, tiny_model)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
@@ -233,12 +213,7 @@ def test_a_taken_port_is_said_and_the_model_comes_back_without_the_server(qtbot,
 
 
 def test_tokens_per_second_show_live_while_a_reply_streams(qtbot, tiny_model):
-    window = MainWindow(resolve_hardware())
-    qtbot.addWidget(window)
-    window.show()
-    window.show_page("chat")
-    page = window.chat_page
-    _load(qtbot, page, tiny_model)
+    window, page = _chat_window(qtbot, tiny_model)
     _conversation(page, FAST.with_(max_tokens=2000))
     page.ctx_combo.setCurrentIndex(page.ctx_combo.findData(512))
     seen: list[str] = []
@@ -255,12 +230,7 @@ def test_a_stop_that_must_end_the_process_gives_the_controls_back_and_reloads_be
     import os
     import signal
 
-    window = MainWindow(resolve_hardware())
-    qtbot.addWidget(window)
-    window.show()
-    window.show_page("chat")
-    page = window.chat_page
-    _load(qtbot, page, tiny_model)
+    window, page = _chat_window(qtbot, tiny_model)
     _conversation(page, FAST.with_(max_tokens=100000))
     page.input.setPlainText("Go on forever")
     page.send_button.click()

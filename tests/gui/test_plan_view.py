@@ -28,17 +28,11 @@ def test_the_table_says_the_loss_in_words_with_the_figure_in_the_tooltip(qtbot, 
 
 def test_on_a_few_core_cpu_discover_shows_faster_small_quants_and_explains_the_repack(qtbot, tmp_path, monkeypatch):
     """Issue 16.6 in the window: every 8B quant showed ~2.0 tok/s and Q8_0 was 'the fastest option'."""
-    import json
-
     from quantdesk.gui.app import MainWindow
+    from tests.planning.test_fit import two_core_cpu
 
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    spec = {"gpus": [], "ram_total": 24 * 2**30, "ram_available": 22 * 2**30, "swap_total": 0,
-            "cpu": {"name": "2-core CPU", "cores": 2, "threads": 2, "features": ["AVX", "AVX2", "FMA", "F16C"]},
-            "disk_free": 100 * 2**30, "gpu_offload_supported": False}
-    path = tmp_path / "hw.json"
-    path.write_text(json.dumps(spec))
-    window = MainWindow(load_hardware_spec(str(path)))
+    window = MainWindow(two_core_cpu(tmp_path))
     qtbot.addWidget(window)
     page = window.discover_page
     page.open_ref("unsloth/DeepSeek-R1-Distill-Llama-8B-GGUF")

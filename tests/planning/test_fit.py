@@ -141,22 +141,28 @@ def test_context_beyond_training_is_noted(llama8b_q4):
     assert not plan_local(llama8b_q4, load_hardware_spec("nvidia-24gb"), ctx=8192).notes
 
 
+def two_core_cpu(tmp_path):
+    """A CPU-only machine with 2 cores and 24 GB, as a hardware file (like this development machine)."""
+    import json
+
+    from quantdesk.hardware.machine import load_hardware_spec
+
+    spec = {"gpus": [], "ram_total": 24 * 2**30, "ram_available": 22 * 2**30, "swap_total": 0,
+            "cpu": {"name": "2-core test CPU", "cores": 2, "threads": 2, "features": ["AVX", "AVX2", "FMA", "F16C"]},
+            "disk_free": 100 * 2**30, "gpu_offload_supported": False}
+    path = tmp_path / "two-core-cpu.json"
+    path.write_text(json.dumps(spec))
+    return load_hardware_spec(str(path))
+
+
 def test_cpu_only_advice_ranks_quants_by_their_measured_speed_and_says_why(tmp_path, monkeypatch):
     """Issue 16.6: on a 2-core CPU every 8B quant showed ~2.0 tok/s and Q8_0 was "the fastest option".
     Each type now multiplies at its own measured rate, nothing usable means the best quality near the
     fastest speed (not a crushed 2-bit file, not the biggest download), and the repack copy is explained."""
-    import json
-
-    from quantdesk.hardware.machine import load_hardware_spec
     from quantdesk.planning.plan import plan_named
 
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    spec = {"gpus": [], "ram_total": 24 * 2**30, "ram_available": 22 * 2**30, "swap_total": 0,
-            "cpu": {"name": "2-core test CPU", "cores": 2, "threads": 2, "features": ["AVX", "AVX2", "FMA", "F16C"]},
-            "disk_free": 100 * 2**30, "gpu_offload_supported": False}
-    path = tmp_path / "hw.json"
-    path.write_text(json.dumps(spec))
-    plan = plan_named("unsloth/DeepSeek-R1-Distill-Llama-8B-GGUF", load_hardware_spec(str(path)), offline=True)
+    plan = plan_named("unsloth/DeepSeek-R1-Distill-Llama-8B-GGUF", two_core_cpu(tmp_path), offline=True)
     speed = {o.quant: o.tokens_per_s for o in plan.options if o.tokens_per_s}
     assert speed["Q4_K_M"] > speed["Q8_0"] and speed["Q2_K"] > speed["Q8_0"] > speed["F16"]
     assert len({round(v, 1) for v in speed.values()}) >= 4  # not one figure for every quant

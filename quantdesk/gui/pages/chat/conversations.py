@@ -138,13 +138,17 @@ class ConversationsMixin:
                 return
         self.store.delete(conv.id)
         self.conversation_id = None
+        self.show_first_conversation()
+        self.status_label.setText(f"Deleted “{conv.title}”.")
+
+    def show_first_conversation(self) -> None:
+        """The list afresh, opened at its first conversation (a new one when there is none)."""
         self.session = None
         self.refresh_conversations()
         if self.conversation_list.count():
             self.open_conversation(self.conversation_list.item(0).data(Qt.ItemDataRole.UserRole))
         else:
             self.new_conversation()
-        self.status_label.setText(f"Deleted “{conv.title}”.")
 
     def _export_dialog(self, fmt: str) -> None:
         if self.conversation_id is None:

@@ -137,12 +137,7 @@ class ChatPage(LayoutMixin, ModelsMixin, ConversationsMixin, SettingsMixin, Turn
     def reopen_store(self) -> None:
         """The stored conversations again, after chats.db was replaced."""
         self.store = ChatStore()
-        self.session = None
-        self.refresh_conversations()
-        if self.conversation_list.count():
-            self.open_conversation(self.conversation_list.item(0).data(Qt.ItemDataRole.UserRole))
-        else:
-            self.new_conversation()
+        self.show_first_conversation()
 
     @property
     def hardware(self) -> Hardware:
