@@ -20,7 +20,7 @@ from quantdesk.gguf.quant_presets import (
 )
 from quantdesk.gguf.quants import quality, quality_rank
 from quantdesk.hardware.machine import Hardware
-from quantdesk.planning.fit import USABLE_TOKENS_PER_S, PlanOption, plan_model
+from quantdesk.planning.fit import NEAR_FASTEST, USABLE_TOKENS_PER_S, PlanOption, plan_model
 from quantdesk.planning.quantize_cost import RAM_RESERVE, job_cost
 
 
@@ -89,6 +89,9 @@ def quantize_option(options: list[PlanOption], hw: Hardware, ctx: int | None, kv
     present = {o.quant.upper() for o in options}
     current = next((o for o in options if o.recommended), None)
     download = src.size if remote else 0
+    # Where nothing runs at a usable speed the recommendation is the best quality near the fastest
+    # option (planning.fit.recommend): an offer that is slower than that is no better fit.
+    top = max((o.tokens_per_s or 0 for o in options if o.verdict != "no_fit"), default=0)
     best: tuple[tuple[int, float], QuantizeOption] | None = None
     for preset in offered_presets():
         if not _comparable(preset.name) or preset.name in present:
@@ -98,6 +101,8 @@ def quantize_option(options: list[PlanOption], hw: Hardware, ctx: int | None, kv
             continue
         planned = plan_model(quantized_model_info(src.model, preset), hw, ctx, kv_type, file=src.file)
         key = (fit_class(planned), -_rank(planned))
+        if fit_class(planned) == 2 and (planned.tokens_per_s or 0) < NEAR_FASTEST * top:
+            continue
         if fit_class(planned) < 3 and (best is None or key < best[0]):
             best = (key, QuantizeOption(preset.name, src.file, cost.output_bytes, cost.ram_needed,
                                         cost.disk_needed + download, cost.seconds, download, planned,

@@ -170,3 +170,15 @@ def test_cpu_only_advice_ranks_quants_by_their_measured_speed_and_says_why(tmp_p
     assert rec.quant not in ("Q8_0", "F16", "Q2_K") and rec.quality_loss is not None and rec.quality_loss < 0.05
     assert "within 15% of the fastest" in rec.reason and "download" in rec.reason
     assert any("repacked copy" in n and "Q4_K_M" in n for n in plan.notes)
+
+
+def test_no_quantize_offer_slower_than_the_near_fastest_pick_on_a_slow_cpu(tmp_path, monkeypatch):
+    """With nothing usable, the pick is the best quality near the fastest speed; a local quantize to a
+    better-quality but slower preset (Q5_K_S at ~1.6 tok/s here) is no better fit and is not offered."""
+    from quantdesk.planning.plan import plan_named
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    plan = plan_named("unsloth/DeepSeek-R1-Distill-Llama-8B-GGUF", two_core_cpu(tmp_path), offline=True)
+    top = max(o.tokens_per_s or 0 for o in plan.options)
+    offer = plan.quantize_option
+    assert offer is None or (offer.plan.tokens_per_s or 0) >= 0.85 * top
