@@ -252,3 +252,34 @@ def test_connections_halve_after_a_429_burst(hub, big_file):
     shown = [c for c in after_429 if c]
     assert throttled and shown, (most, after_429)
     assert max(shown[-3:]) <= most // 2  # settled at half (or less), not back up at once
+
+
+def test_the_queue_pauses_every_connection_and_resumes_only_the_missing_ranges(hub, big_file):
+    """What the Downloads page's Pause and Resume do, on a file fetched over several connections."""
+    from quantdesk.library.index import Library
+    from quantdesk.library.queue import DownloadQueue
+
+    size = big_file.stat().st_size
+    hub.set_fault(REPO, NAME, bytes_per_second=1_500_000)
+    q = DownloadQueue(max_concurrent=1)
+    try:
+        (entry,) = list_repo_ggufs(REPO)
+        job = q.add(REPO, entry)
+        deadline = time.monotonic() + 60
+        while q.get(job.id).done < 10_000_000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        q.pause(job.id)
+        assert q.get(job.id).state == "paused"
+        saved = json.loads(state_path(partial_path(REPO, NAME)).read_text())
+        recorded = ByteRanges(size, [tuple(s) for s in saved["spans"]])
+        assert 0 < recorded.done() < size and len(recorded.spans()) >= 1
+        hub.clear_faults()
+        time.sleep(0.3)
+        hub.clear_requests()
+        q.resume(job.id)
+        assert q.wait(120) and q.get(job.id).state == "done"
+        fetched = covered([r.range for r in content_gets(hub)], size)
+        assert sum(e - s for s, e in fetched.spans()) == size - recorded.done()  # Pause saved every range
+        assert Library().verify(q.get(job.id).model)[1] == []
+    finally:
+        q.shutdown()
