@@ -20,6 +20,18 @@ from tests.support.software_gpu import software_gpu, two_software_gpus  # noqa: 
 
 
 @pytest.fixture(autouse=True)
+def _collect_garbage_on_the_main_thread():
+    """As the app does (gui/collector.py): the cyclic collector never runs on a worker thread, where it
+    would destroy a test's leftover Qt objects off their thread (a segfault later, in the event loop);
+    each test's garbage is collected here, on the main thread, when it ends."""
+    import gc
+
+    gc.disable()
+    yield
+    gc.collect()
+
+
+@pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):
     home = tmp_path / "qd-home"
     monkeypatch.setenv("QUANTDESK_HOME", str(home))

@@ -356,6 +356,9 @@ def run_app(argv: list[str]) -> int:
 
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    from quantdesk.gui.collector import GuiThreadCollector
+
+    app._quantdesk_collector = GuiThreadCollector(app)  # Qt objects are never destroyed on a worker thread
     _identify(app)
     apply_theme(app, load_settings().theme)
     window = MainWindow(resolve_hardware(args.hardware), freeze_heap=True)
