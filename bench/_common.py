@@ -96,3 +96,19 @@ def scratch_dir(prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix))
     atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path
+
+
+def write_gguf_blob(path: Path, size_mb: int) -> Path:
+    """A GGUF of ``size_mb`` MiB (a header and one int8 tensor of random bytes): a download must be a
+    readable GGUF to enter the library."""
+    import numpy as np
+    from gguf import GGUFWriter
+
+    writer = GGUFWriter(str(path), "llama")
+    block = np.frombuffer(os.urandom(1 << 20), dtype=np.int8)
+    writer.add_tensor("blob", np.tile(block, size_mb))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

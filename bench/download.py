@@ -22,7 +22,7 @@ import statistics
 import time
 from pathlib import Path
 
-from _common import hub_process, scratch_dir  # also puts the repository on sys.path
+from _common import hub_process, scratch_dir, write_gguf_blob  # also puts the repository on sys.path
 
 REPO = "bench/Big-GGUF"
 
@@ -54,22 +54,6 @@ def ours(home: Path) -> tuple[float, int]:
     return seconds, most
 
 
-def write_source(path: Path, size_mb: int) -> Path:
-    """A GGUF of ``size_mb`` MiB (a header and one int8 tensor of random bytes): a download must be a
-    readable GGUF to enter the library."""
-    import numpy as np
-    from gguf import GGUFWriter
-
-    writer = GGUFWriter(str(path), "llama")
-    block = np.frombuffer(os.urandom(1 << 20), dtype=np.int8)
-    writer.add_tensor("blob", np.tile(block, size_mb))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
-
-
 def sha256_rate() -> float:
     data = os.urandom(256 << 20)
     t0 = time.perf_counter()
@@ -94,7 +78,7 @@ def main() -> int:
     print(f"# fake hub on 127.0.0.1 ({'same process' if args.hub_in_process else 'its own process'}), "
           f"{os.cpu_count()} CPUs")
     # 1. Throttled per connection.
-    src = write_source(work / "Throttled-Q4_K_M.gguf", args.throttled_mb)
+    src = write_gguf_blob(work / "Throttled-Q4_K_M.gguf", args.throttled_mb)
     fault = {"bytes_per_second": args.throttle_mb * 1e6}
     with hub_process(src, args.hub_in_process, fault) as endpoint:
         os.environ["HF_ENDPOINT"] = endpoint
@@ -116,7 +100,7 @@ def main() -> int:
     print(f"ours / one stream: {ratio_throttled:.2f}x — target >= 4x: {'PASS' if ratio_throttled >= 4 else 'FAIL'}")
     src.unlink()
     # 2. Unthrottled loopback.
-    src = write_source(work / "Big-Q4_K_M.gguf", args.size_mb)
+    src = write_gguf_blob(work / "Big-Q4_K_M.gguf", args.size_mb)
     rows = []
     with hub_process(src, args.hub_in_process) as endpoint:
         os.environ["HF_ENDPOINT"] = endpoint

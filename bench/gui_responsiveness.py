@@ -18,7 +18,7 @@ import sys
 import time
 
 import _common  # noqa: F401 - sets sys.path
-from _common import hub_process, quantized_model, scratch_dir
+from _common import hub_process, quantized_model, scratch_dir, write_gguf_blob
 
 from tests.support.gguf_factory import ModelShape
 
@@ -110,22 +110,20 @@ def main() -> int:
     work = scratch_dir("qd-gui-bench-")
     os.environ["QUANTDESK_HOME"] = str(work / "home")
     model = quantized_model(SHAPE, "Q4_K_M")
-    big = work / "Big-Q4_K_M.gguf"
-    with big.open("wb") as fh:
-        block = os.urandom(1 << 20)
-        for _ in range(args.size_mb):
-            fh.write(block)
+    big = write_gguf_blob(work / "Big-Q4_K_M.gguf", args.size_mb)
 
     from PySide6.QtWidgets import QApplication
 
     from quantdesk.chat.sampling import Sampling
     from quantdesk.gui.app import MainWindow
+    from quantdesk.gui.collector import GuiThreadCollector
     from quantdesk.hardware.detect import detect_hardware
     from quantdesk.hub.client import list_repo_ggufs
     with hub_process(big, args.hub_in_process) as endpoint:
         os.environ["HF_ENDPOINT"] = endpoint
         entry = list_repo_ggufs("bench/Big-GGUF")[0]
         app = QApplication.instance() or QApplication([])
+        collector = GuiThreadCollector(app)  # noqa: F841 - as run_app: garbage collected on this thread only
         window = MainWindow(detect_hardware(), freeze_heap=True)  # as run_app makes it
         window.resize(1200, 800)
         window.show()
