@@ -25,7 +25,8 @@ from quantdesk.gguf.quant_presets import quantized_tensors
 from quantdesk.gguf.quants import quality
 from quantdesk.gguf.reader import TensorInfo
 
-_FALLBACK_BPW = {"Q2_K_L": 3.4, "Q4_1": 5.0, "Q5_0": 5.5, "Q5_1": 6.0}
+# MXFP4 (gpt-oss): experts at 4.25 bits, attention and embeddings at 8.5 — about 4.5 over the whole file
+_FALLBACK_BPW = {"Q2_K_L": 3.4, "Q4_1": 5.0, "Q5_0": 5.5, "Q5_1": 6.0, "MXFP4": 4.5}
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,9 @@ def _synthesize(model: CatalogModel, f: CatalogFile) -> ModelInfo:
     n_head, n_head_kv, n_ff = int(a["n_head"]), int(a["n_head_kv"]), int(a["n_ff"])
     head_dim = int(a.get("head_dim") or n_embd // n_head)
     n_expert = int(a.get("n_expert") or 0)
+    n_ff_exp = int(a.get("n_ff_exp") or n_ff)  # each routed expert's width (moe_intermediate_size)
+    n_shared, n_ff_shexp = int(a.get("n_expert_shared") or 0), int(a.get("n_ff_shexp") or 0)
+    n_dense_lead = int(a.get("n_dense_lead") or 0)  # leading dense blocks (GLM's first_k_dense_replace)
     # the order converted GGUFs use (it decides which bytes stay mapped when layers go to the GPU)
     shapes: list[tuple[str, tuple[int, ...]]] = [("token_embd.weight", (n_embd, n_vocab))]
     for i in range(n_layer):
@@ -201,9 +205,19 @@ def _synthesize(model: CatalogModel, f: CatalogFile) -> ModelInfo:
                    (p + "attn_q.weight", (n_embd, n_head * head_dim)),
                    (p + "attn_k.weight", (n_embd, n_head_kv * head_dim)),
                    (p + "attn_v.weight", (n_embd, n_head_kv * head_dim)),
-                   (p + "attn_output.weight", (n_head * head_dim, n_embd)),
-                   (p + "ffn_gate.weight", (n_embd, n_ff)), (p + "ffn_up.weight", (n_embd, n_ff)),
-                   (p + "ffn_down.weight", (n_ff, n_embd))]
+                   (p + "attn_output.weight", (n_head * head_dim, n_embd))]
+        if n_expert and i >= n_dense_lead:
+            shapes += [(p + "ffn_gate_inp.weight", (n_embd, n_expert)),
+                       (p + "ffn_gate_exps.weight", (n_embd, n_ff_exp, n_expert)),
+                       (p + "ffn_up_exps.weight", (n_embd, n_ff_exp, n_expert)),
+                       (p + "ffn_down_exps.weight", (n_ff_exp, n_embd, n_expert))]
+            if n_shared and n_ff_shexp:
+                w = n_shared * n_ff_shexp
+                shapes += [(p + "ffn_gate_shexp.weight", (n_embd, w)), (p + "ffn_up_shexp.weight", (n_embd, w)),
+                           (p + "ffn_down_shexp.weight", (w, n_embd))]
+        else:
+            shapes += [(p + "ffn_gate.weight", (n_embd, n_ff)), (p + "ffn_up.weight", (n_embd, n_ff)),
+                       (p + "ffn_down.weight", (n_ff, n_embd))]
     shapes.append(("output_norm.weight", (n_embd,)))
     tied = a.get("tie_word_embeddings")
     if tied is None:  # Gemma's configs leave it out (the catalog has null): Gemma always ties
@@ -222,12 +236,12 @@ def _synthesize(model: CatalogModel, f: CatalogFile) -> ModelInfo:
         n_embd=n_embd, n_head=[n_head] * n_layer, n_head_kv=[n_head_kv] * n_layer, head_dim_k=head_dim,
         head_dim_v=head_dim, n_ff=[n_ff] * n_layer, n_vocab=n_vocab, n_ctx_train=int(a.get("context_length") or 0),
         tensors=f16, file_size=total, files=[f.path], quant=f.quant, chat_template=None,
-        n_expert=n_expert, n_expert_used=int(a.get("n_expert_used") or 0),
+        n_expert=n_expert, n_expert_used=int(a.get("n_expert_used") or 0), n_ff_exp=n_ff_exp if n_expert else 0,
         metadata={"quantdesk.source": "catalog", "quantdesk.size_estimated": f.size is None},
     )
     typed = quantized_tensors(info, _preset_for(f.quant))  # llama.cpp's own per-tensor mix
     fixed = sum(t.n_bytes for t in typed if t.type_id == GGMLQuantizationType.F32)
-    # scale the matrices to the real file (MoE experts are not listed tensor by tensor; their bytes land here)
+    # scale the matrices to the real file (publishers' mixes differ a little from llama.cpp's presets)
     scale = max(total - fixed, 1) / max(sum(t.n_bytes for t in typed if t.type_id != GGMLQuantizationType.F32), 1)
     tensors, offset = [], 0
     for t in typed:

@@ -84,6 +84,7 @@ class LoadSettings:
     n_threads: int | None = None
     use_mmap: bool = True
     offload_kqv: bool = True
+    cpu_moe_layers: int = 0  # routed experts of the first N blocks stay in RAM (llama.cpp's --n-cpu-moe)
 
     def model_settings(self, path: str) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if v is not None}
@@ -106,6 +107,7 @@ class LoadReport:
     pid: int = 0
     notes: list[str] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    experts_in_ram: int = 0  # blocks whose routed experts llama.cpp really put in RAM buffers
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -119,34 +121,57 @@ class PlannedLoad:
     notes: list[str]
     planned_gpu_layers: int
     n_layers: int
+    planned_cpu_moe_layers: int = 0
 
 
 def plan_load(path: str | Path, hw: Hardware, ctx: int | None = None, kv_type: str = "f16",
-              gpu_layers: str | int = "auto", threads: int | None = None) -> PlannedLoad:
-    """Load settings from the planner for this machine; ``gpu_layers`` N overrides its split.
+              gpu_layers: str | int = "auto", threads: int | None = None,
+              cpu_moe: str | int = "auto") -> PlannedLoad:
+    """Load settings from the planner for this machine; ``gpu_layers`` N overrides its split, and
+    ``cpu_moe`` N the blocks whose routed experts stay in RAM ("auto": the planner's choice — with
+    a forced ``gpu_layers``, the fewest that fit with it).
 
     ``threads`` None falls back to the Settings page's choice, then to the planner's (physical cores).
     """
     from quantdesk.base.settings import configured_threads
+    from quantdesk.planning.fit import cpu_moe_layers_for
     from quantdesk.planning.plan import plan_local
 
     plan = plan_local(path, hw, ctx, kv_type)
     option = plan.options[0]
     notes = list(plan.notes)
-    if option.verdict == "no_fit" and gpu_layers == "auto":
+    if option.verdict == "no_fit" and gpu_layers == "auto" and cpu_moe == "auto":
         raise QuantDeskError(f"{Path(path).name} does not fit on this machine at {plan.ctx} tokens of context: "
                              f"{option.reason} Try a smaller context (--ctx) or a smaller quant.")
     args = dict(option.load_args)
     if gpu_layers != "auto":
         args["n_gpu_layers"] = int(gpu_layers)
+        if cpu_moe == "auto":
+            args["cpu_moe_layers"] = cpu_moe_layers_for(option, hw, int(gpu_layers), kv_type)
+    if cpu_moe != "auto":
+        moe_layers = option.model.moe_layers() if option.model else []
+        if int(cpu_moe) and not moe_layers:
+            notes.append(f"--cpu-moe {cpu_moe} ignored: {Path(path).name} is not a mixture-of-experts model")
+            cpu_moe = 0
+        args["cpu_moe_layers"] = min(int(cpu_moe), option.n_layers)
     threads = threads or configured_threads()
     if threads:
         args["n_threads"] = threads
     settings = LoadSettings(**{k: v for k, v in args.items() if k in LoadSettings.__dataclass_fields__})
-    if option.verdict == "partial" and gpu_layers == "auto":
+    if settings.cpu_moe_layers:
+        notes.append(f"the routed experts of the first {settings.cpu_moe_layers} of {option.n_layers} layers stay "
+                     "in RAM (a token reads only the few it uses); everything else of those layers is on the GPU")
+    elif option.verdict == "partial" and gpu_layers == "auto":
         notes.append(f"not enough free VRAM for the whole model: {option.gpu_layers} of {option.n_layers + 1} "
                      "layers go on the GPU, the rest runs on the CPU")
-    return PlannedLoad(settings, notes, option.gpu_layers, option.n_layers)
+    return PlannedLoad(settings, notes, option.gpu_layers, option.n_layers, settings.cpu_moe_layers)
+
+
+def _experts_in_ram(raw: dict[str, Any]) -> int:
+    """How many blocks' routed-expert tensors llama.cpp's log says an override moved."""
+    from quantdesk.gguf.model_info import is_expert_tensor, layer_of
+
+    return len({layer_of(name) for name in (raw.get("overridden") or {}) if is_expert_tensor(name)} - {None})
 
 
 def _describe_exit(code: int | None) -> str:
@@ -306,12 +331,19 @@ class Engine:
             summary = f"{got} of {total} layers on the GPU, the rest on the CPU"
         if raw.get("gpu_offload_supported") and requested and got < min(requested, total or requested):
             notes.append(f"asked for {requested} GPU layers, llama.cpp placed {got}")
+        experts = _experts_in_ram(raw)
+        asked = int(raw.get("cpu_moe_layers") or 0)
+        if asked and raw.get("gpu_offload_supported"):
+            summary += f"; routed experts of {experts} layers in RAM"
+            if experts < asked:
+                notes.append(f"asked to keep the experts of {asked} layers in RAM, llama.cpp moved those of {experts}")
         ram = int(raw.get("memory", {}).get("VmRSS", 0))
         return LoadReport(gpu_layers=got, total_layers=total, requested_gpu_layers=requested,
                           n_ctx=int(raw.get("n_ctx") or self.settings.n_ctx), load_s=float(raw.get("load_s", 0)),
                           ram=ram, buffers=raw.get("buffers", {}),
                           gpu_offload_supported=bool(raw.get("gpu_offload_supported")),
-                          summary=summary, pid=int(raw.get("pid", 0)), notes=notes, raw=raw)
+                          summary=summary, pid=int(raw.get("pid", 0)), notes=notes, raw=raw,
+                          experts_in_ram=experts)
 
     @property
     def alive(self) -> bool:

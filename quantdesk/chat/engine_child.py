@@ -369,7 +369,14 @@ def main(argv: list[str]) -> int:
         from llama_cpp.server.settings import ModelSettings, ServerSettings
 
         _defer_template_compiles()
-        model_settings = ModelSettings(verbose=True, logits_all=False, **settings["model"])
+        model_args = dict(settings["model"])
+        cpu_moe_layers = int(model_args.pop("cpu_moe_layers", 0) or 0)
+        expert_pattern = None
+        if cpu_moe_layers > 0:
+            from quantdesk.chat.expert_override import keep_experts_in_ram
+
+            expert_pattern = keep_experts_in_ram(cpu_moe_layers)
+        model_settings = ModelSettings(verbose=True, logits_all=False, **model_args)
         server_settings = ServerSettings(host=settings.get("host", "127.0.0.1"), port=settings.get("port", 0),
                                          api_key=settings.get("api_key"), interrupt_requests=False)
         t0 = time.perf_counter()
@@ -396,6 +403,7 @@ def main(argv: list[str]) -> int:
         "gpu_offload_supported": bool(llama_cpp.llama_supports_gpu_offload()),
         "gpu_backends": _gpu_backends(),
         "requested_gpu_layers": settings["model"].get("n_gpu_layers", 0),
+        "cpu_moe_layers": cpu_moe_layers, "expert_pattern": expert_pattern,
         "memory": _rss(), "pid": os.getpid(),
         "add_bos": bool(llama._model.add_bos_token()),
         "eog_tokens": sorted({t for t in (llama.token_eos(), llama._model.token_eot()) if t >= 0}),

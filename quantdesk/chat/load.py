@@ -25,18 +25,19 @@ from quantdesk.hardware.machine import Hardware
 
 
 def start_model(path: str | Path, hardware: Hardware, ctx: int | None = None, kv_type: str = "f16",
-                gpu_layers: str | int = "auto", threads: int | None = None, *,
+                gpu_layers: str | int = "auto", threads: int | None = None, *, cpu_moe: str | int = "auto",
                 cancel: threading.Event | None = None,
                 on_planned: Callable[[PlannedLoad], None] | None = None,
                 **engine_options: Any) -> tuple[Engine, PlannedLoad]:
     """Plan ``path`` for ``hardware`` and start it; returns the running engine and the plan it used.
 
     ``on_planned`` is called with the plan before the process starts (the CLI says what it loads).
+    ``cpu_moe``: blocks whose routed experts stay in RAM ("auto": the planner's).
     ``engine_options`` go to :class:`Engine` (``host``, ``port``, ``api_key``, ``log_path``).
     """
     if not Path(path).is_file():
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
-    planned = plan_load(path, hardware, ctx, kv_type or "f16", gpu_layers, threads)
+    planned = plan_load(path, hardware, ctx, kv_type or "f16", gpu_layers, threads, cpu_moe)
     _check(cancel)
     if on_planned is not None:
         on_planned(planned)

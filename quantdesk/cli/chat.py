@@ -51,7 +51,8 @@ def start_engine(args: argparse.Namespace, *, host: str = "127.0.0.1", port: int
             print(f"Loading {name} ({planned.settings.n_ctx} tokens of context)…", file=sys.stderr)
 
     engine, planned = start_model(path, resolve_hardware(args.hardware), args.ctx, args.kv_type, args.gpu_layers,
-                                  args.threads, on_planned=loading, host=host, port=port, api_key=api_key)
+                                  args.threads, on_planned=loading, host=host, port=port, api_key=api_key,
+                                  cpu_moe=args.cpu_moe)
     report = engine.report
     if not quiet:
         print(f"Loaded in {report.load_s:.1f} s: {report.summary}; {fmt_bytes(report.ram)} RAM in use.",
@@ -278,6 +279,9 @@ def _add_load_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ctx", type=context_length, default=None, help="context length (default: the planner's)")
     p.add_argument("--gpu-layers", type=_gpu_layers, default="auto", metavar="auto|N",
                    help="layers on the GPU (default: the planner's split for this machine)")
+    p.add_argument("--cpu-moe", type=_gpu_layers, default="auto", metavar="auto|N",
+                   help="mixture-of-experts models: keep the routed experts of the first N layers in RAM, the rest "
+                        "on the GPU (default: the planner's choice for this machine; 0: none)")
     p.add_argument("--kv-type", default="f16", choices=["f16", "q8_0", "q4_0"], help="KV cache type")
     p.add_argument("--threads", type=positive, default=None, help="CPU threads (default: the Settings choice, else physical cores)")
 

@@ -76,12 +76,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def print_plan(result, hw: Hardware) -> None:
     print(f"Plan for {result.model} at {result.ctx} tokens of context, KV cache {result.kv_type} ({hw.source})")
-    header = f"  {'':1} {'quant':8} {'size':>9} {'verdict':30} {'VRAM':>9} {'RAM':>9} {'KV':>9} {'tok/s':>6} {'KLD':>7}"
+    w = max([30] + [len(o.summary()) for o in result.options])
+    header = f"  {'':1} {'quant':8} {'size':>9} {'verdict':{w}} {'VRAM':>9} {'RAM':>9} {'KV':>9} {'tok/s':>6} {'KLD':>7}"
     print(header)
     for o in result.options:
         tps = f"{o.tokens_per_s:.1f}" if o.tokens_per_s is not None else "-"
         kld = f"{o.quality_loss:.4f}" if o.quality_loss is not None else "-"
-        print(f"  {'*' if o.recommended else ' '} {o.quant:8} {fmt_bytes(o.size):>9} {o.summary():30} "
+        print(f"  {'*' if o.recommended else ' '} {o.quant:8} {fmt_bytes(o.size):>9} {o.summary():{w}} "
               f"{fmt_bytes(o.vram):>9} {fmt_bytes(o.ram):>9} {fmt_bytes(o.memory.kv_cache):>9} {tps:>6} {kld:>7}")
     rec = result.recommended
     print(f"  {rec.reason}" if rec else "  Nothing here runs on this machine.")

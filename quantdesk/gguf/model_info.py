@@ -15,6 +15,10 @@ from quantdesk.gguf.quants import FTYPE_NAMES, quant_from_filename
 from quantdesk.gguf.reader import ArrayInfo, GGUFError, GGUFHeader, TensorInfo, read_header
 
 SPLIT_RE = re.compile(r"^(?P<base>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
+# The routed-expert tensors of a mixture-of-experts block, as llama.cpp's ``--n-cpu-moe`` names them
+# (common/arg: LLM_FFN_EXPS_REGEX): gate, up, down and fused gate_up, plain or chunked; shared
+# experts (``ffn_up_shexp``) and the router (``ffn_gate_inp``) are not among them.
+EXPERT_TENSOR_RE = re.compile(r"\.ffn_(up|down|gate|gate_up)_(ch|)exps")
 
 
 @dataclass
@@ -40,6 +44,7 @@ class ModelInfo:
     n_expert: int = 0
     n_expert_used: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
+    n_ff_exp: int = 0  # each routed expert's FFN width where the header gives it apart from n_ff
 
     @property
     def n_params(self) -> int:
@@ -62,6 +67,23 @@ class ModelInfo:
                 sizes[layer] += t.n_bytes
         return sizes
 
+    @property
+    def is_moe(self) -> bool:
+        """A mixture-of-experts model whose routed experts are tensors of their own."""
+        return self.n_expert > 1 and any(is_expert_tensor(t.name) for t in self.tensors)
+
+    @property
+    def active_expert_share(self) -> float:
+        """The share of each expert tensor one token reads: experts used / experts."""
+        if self.n_expert > 0 and self.n_expert_used > 0:
+            return min(1.0, self.n_expert_used / self.n_expert)
+        return 1.0
+
+    def moe_layers(self) -> list[int]:
+        """The blocks that hold routed experts (GLM-4.5 keeps its first block dense)."""
+        return sorted({layer for t in self.tensors if is_expert_tensor(t.name)
+                       and (layer := layer_of(t.name)) is not None and layer < self.n_layer})
+
     def tensor_bytes(self, *names: str) -> int:
         return sum(t.n_bytes for t in self.tensors if t.name in names)
 
@@ -82,6 +104,10 @@ def layer_of(tensor_name: str) -> int | None:
         if part.isdigit():
             return int(part)
     return None
+
+
+def is_expert_tensor(tensor_name: str) -> bool:
+    return EXPERT_TENSOR_RE.search(tensor_name) is not None
 
 
 def _per_layer(value: Any, n_layer: int, default: int) -> list[int]:
@@ -182,8 +208,15 @@ def model_info_from_headers(headers: list[GGUFHeader], files: list[str], file_si
         sliding_window=int(window) if isinstance(window, int) and window > 0 else None,
         swa_layers=swa_layers, n_expert=int(key("expert_count", 0) or 0),
         n_expert_used=int(key("expert_used_count", 0) or 0),
+        n_ff_exp=_first_int(key("expert_feed_forward_length")),
         metadata={k: v for k, v in md.items() if not isinstance(v, ArrayInfo)},
     )
+
+
+def _first_int(value: Any) -> int:
+    if isinstance(value, list):
+        value = max((v for v in value if isinstance(v, (int, float))), default=0)
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
 
 
 def _swa_layers(md: dict[str, Any], arch: str, n_layer: int, window: Any) -> list[bool]:

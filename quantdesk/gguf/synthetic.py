@@ -30,10 +30,20 @@ class ModelShape:
     n_ff: int
     n_ctx_train: int = 4096
     name: str = "test-model"
+    # Mixture of experts: routed experts per block, how many a token uses, each expert's FFN width.
+    n_expert: int = 0
+    n_expert_used: int = 0
+    n_ff_exp: int = 0
+    arch: str = "llama"  # "llama" (Mixtral-style experts) or "qwen3moe" (Q/K norms, own expert width key)
+    key_length: int | None = None  # head width where it is not n_embd / n_head (Qwen3: 128)
 
     @property
     def head_dim(self) -> int:
-        return self.n_embd // self.n_head
+        return self.key_length or self.n_embd // self.n_head
+
+    @property
+    def is_moe(self) -> bool:
+        return self.n_expert > 0
 
 
 # The smallest model llama.cpp runs in well under a second on 2 cores.
@@ -43,14 +53,22 @@ FILE_TYPES_FLOAT = {"F32": LlamaFileType.ALL_F32, "F16": LlamaFileType.MOSTLY_F1
 
 def tensor_shapes(shape: ModelShape) -> list[tuple[str, tuple[int, ...]]]:
     """(name, ggml shape ne0-first) of every tensor of a llama model, in llama.cpp's order."""
-    e, kv = shape.n_embd, shape.head_dim * shape.n_head_kv
+    e, kv, q = shape.n_embd, shape.head_dim * shape.n_head_kv, shape.head_dim * shape.n_head
     out: list[tuple[str, tuple[int, ...]]] = [("token_embd.weight", (e, shape.n_vocab))]
     for i in range(shape.n_layer):
         p = f"blk.{i}."
-        out += [(p + "attn_norm.weight", (e,)), (p + "attn_q.weight", (e, e)), (p + "attn_k.weight", (e, kv)),
-                (p + "attn_v.weight", (e, kv)), (p + "attn_output.weight", (e, e)), (p + "ffn_norm.weight", (e,)),
-                (p + "ffn_gate.weight", (e, shape.n_ff)), (p + "ffn_up.weight", (e, shape.n_ff)),
-                (p + "ffn_down.weight", (shape.n_ff, e))]
+        out += [(p + "attn_norm.weight", (e,)), (p + "attn_q.weight", (e, q)), (p + "attn_k.weight", (e, kv)),
+                (p + "attn_v.weight", (e, kv)), (p + "attn_output.weight", (q, e))]
+        if shape.arch == "qwen3moe":
+            out += [(p + "attn_k_norm.weight", (shape.head_dim,)), (p + "attn_q_norm.weight", (shape.head_dim,))]
+        out.append((p + "ffn_norm.weight", (e,)))
+        if shape.is_moe:
+            f, x = shape.n_ff_exp or shape.n_ff, shape.n_expert
+            out += [(p + "ffn_gate_inp.weight", (e, x)), (p + "ffn_gate_exps.weight", (e, f, x)),
+                    (p + "ffn_down_exps.weight", (f, e, x)), (p + "ffn_up_exps.weight", (e, f, x))]
+        else:
+            out += [(p + "ffn_gate.weight", (e, shape.n_ff)), (p + "ffn_up.weight", (e, shape.n_ff)),
+                    (p + "ffn_down.weight", (shape.n_ff, e))]
     out += [("output_norm.weight", (e,)), ("output.weight", (e, shape.n_vocab))]
     return out
 
@@ -65,6 +83,14 @@ def write_metadata(w: GGUFWriter, shape: ModelShape, file_type: int, chat_templa
     w.add_head_count(shape.n_head)
     w.add_head_count_kv(shape.n_head_kv)
     w.add_rope_dimension_count(shape.head_dim)
+    if shape.key_length:
+        w.add_key_length(shape.key_length)
+        w.add_value_length(shape.key_length)
+    if shape.is_moe:
+        w.add_expert_count(shape.n_expert)
+        w.add_expert_used_count(shape.n_expert_used)
+        if shape.arch != "llama":
+            w.add_expert_feed_forward_length(shape.n_ff_exp or shape.n_ff)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_rope_freq_base(10000.0)
     w.add_file_type(int(file_type))
@@ -112,12 +138,14 @@ def write_model(path: str | os.PathLike, shape: ModelShape = TINY, dtype: str = 
     path.parent.mkdir(parents=True, exist_ok=True)
     np_type = {"F16": np.float16, "F32": np.float32}[dtype]
     rng = np.random.default_rng(seed)
-    w = GGUFWriter(str(path), "llama")
+    w = GGUFWriter(str(path), shape.arch)
     write_metadata(w, shape, FILE_TYPES_FLOAT[dtype], chat_template, duplicate_token)
     for name, ne in tensor_shapes(shape):
         np_shape = tuple(reversed(ne))
         if len(ne) == 1:
             w.add_tensor(name, np.ones(np_shape, dtype=np.float32))
+        elif name.endswith("ffn_gate_inp.weight"):  # the router stays F32, as llama.cpp's quantizer keeps it
+            w.add_tensor(name, rng.standard_normal(np_shape, dtype=np.float32))
         else:
             data = rng.standard_normal(np_shape, dtype=np.float32) * (1.0 / np.sqrt(ne[0]))
             w.add_tensor(name, data.astype(np_type))

@@ -12,13 +12,18 @@ from typing import Any
 
 _OFFLOAD = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
 _BUFFER = re.compile(r"(\S+) (model|KV|compute|RS) buffer size\s*=\s*([\d.]+) MiB")
+# a tensor a buffer-type override moved (llama.cpp logs each at debug level)
+_OVERRIDDEN = re.compile(r"tensor (\S+) \((\d+) MiB \S+\) buffer type overridden to (\S+)")
 
 
 def load_report_from_log(lines: list[str]) -> dict[str, Any]:
-    """What llama.cpp says it did: layers on GPU and each buffer by device."""
-    report: dict[str, Any] = {"gpu_layers": 0, "total_layers": None, "buffers": {}}
+    """What llama.cpp says it did: layers on GPU, each buffer by device, and each tensor an override
+    moved (name → buffer type)."""
+    report: dict[str, Any] = {"gpu_layers": 0, "total_layers": None, "buffers": {}, "overridden": {}}
     for line in lines:
-        if m := _OFFLOAD.search(line):
+        if m := _OVERRIDDEN.search(line):
+            report["overridden"][m.group(1)] = m.group(3)
+        elif m := _OFFLOAD.search(line):
             report["gpu_layers"], report["total_layers"] = int(m.group(1)), int(m.group(2))
         elif m := _BUFFER.search(line):
             device, kind, mib = m.group(1).rstrip(":"), m.group(2), float(m.group(3))

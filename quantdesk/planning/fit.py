@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from gguf import GGMLQuantizationType
 
 from quantdesk.base.errors import QuantDeskError
@@ -23,7 +24,8 @@ from quantdesk.gguf.quants import quality, quality_rank, quality_words
 from quantdesk.hardware.machine import Hardware
 from quantdesk.planning.margins import (  # noqa: F401 - the margins are part of this module's story
     RAM_MARGIN_FRACTION, RAM_MARGIN_MIN, VRAM_MARGIN_FRACTION, VRAM_MARGIN_MIN, ram_for_models, vram_for_models)
-from quantdesk.planning.memory_model import KV_TYPE_BYTES, KV_TYPE_IDS, Memory, RunSettings, placement_memory
+from quantdesk.planning.memory_model import (
+    KV_TYPE_BYTES, KV_TYPE_IDS, Memory, RunSettings, gpu_blocks, on_gpu_mask, placement_memory, tensor_table)
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -43,6 +45,11 @@ DEFAULT_RAM_BANDWIDTH = 40e9
 # one core multiplies per second for each type; others get the old figure, 15 GFLOP/s (7.5 G weights/s).
 CPU_FLOPS_PER_CORE = 15e9
 DEFAULT_CPU_RATE = CPU_FLOPS_PER_CORE / 2
+# A block whose routed experts stay in RAM hands each token's hidden state from the GPU to the CPU
+# and back: two hops per block, each a small copy plus a wait for the device. Not yet measured on a
+# real GPU (no device lent so far; bench/moe_placement.py --measure does it): this is the order of a
+# CUDA/Vulkan launch-and-synchronize round trip on a discrete card.
+GPU_CPU_HOP_S = 30e-6
 
 
 @functools.lru_cache(maxsize=1)
@@ -83,6 +90,11 @@ class PlanOption:
     recommended: bool = False
     reason: str = ""
     model: ModelInfo | None = field(default=None, repr=False)
+    cpu_moe_layers: int = 0  # blocks (the first N, llama.cpp's --n-cpu-moe) whose routed experts stay in RAM
+
+    @property
+    def all_layers_on_gpu(self) -> bool:
+        return self.gpu_layers >= self.n_layers + 1
 
     @property
     def vram(self) -> int:
@@ -100,12 +112,22 @@ class PlanOption:
             "tokens_per_s": None if self.tokens_per_s is None else round(self.tokens_per_s, 2),
             "quality_loss": self.quality_loss, "recommended": self.recommended, "reason": self.reason,
             "load_args": self.load_args, "memory": self.memory.to_json(),
-            "summary": self.summary(),
+            "summary": self.summary(), "cpu_moe_layers": self.cpu_moe_layers,
         }
+
+    def experts_in_ram(self) -> str:
+        """"experts of 20 of 48 layers in RAM", or "" when every expert is on the GPU (or the model is dense)."""
+        if not self.cpu_moe_layers:
+            return ""
+        return f"experts of {self.cpu_moe_layers} of {self.n_layers} layers in RAM"
 
     def summary(self) -> str:
         if self.verdict == "full_gpu":
             return "full GPU"
+        if self.verdict == "partial" and self.cpu_moe_layers and self.all_layers_on_gpu:
+            return f"all layers on GPU, {self.experts_in_ram()}"
+        if self.verdict == "partial" and self.cpu_moe_layers:
+            return f"partial ({self.gpu_layers} of {self.n_layers + 1} layers on GPU; {self.experts_in_ram()})"
         if self.verdict == "partial":
             return f"partial ({self.gpu_layers} of {self.n_layers + 1} layers on GPU)"
         return {"cpu_only": "CPU only", "no_fit": "does not fit"}[self.verdict]
@@ -159,11 +181,28 @@ def settings_for(model: ModelInfo, ctx: int | None, kv_type: str, repack: bool =
                        n_threads=n_threads)
 
 
-def load_args(s: RunSettings, gpu_layers: int) -> dict[str, Any]:
-    """The exact ``llama_cpp.Llama`` keyword arguments the figures hold for."""
-    return {"n_gpu_layers": gpu_layers, "n_ctx": s.n_ctx, "n_batch": s.n_batch, "n_ubatch": s.n_ubatch,
-            "flash_attn": s.flash_attn, "type_k": KV_TYPE_IDS[s.kv_type], "type_v": KV_TYPE_IDS[s.kv_type],
-            "use_mmap": True, "offload_kqv": True, "n_threads": s.n_threads}
+def load_args(s: RunSettings, gpu_layers: int, cpu_moe_layers: int = 0) -> dict[str, Any]:
+    """The exact ``llama_cpp.Llama`` keyword arguments the figures hold for; where a mixture-of-experts
+    model keeps experts in RAM, also ``cpu_moe_layers``: what the engine applies as a tensor
+    buffer-type override (llama-cpp-python has no argument for it)."""
+    args: dict[str, Any] = {
+        "n_gpu_layers": gpu_layers, "n_ctx": s.n_ctx, "n_batch": s.n_batch, "n_ubatch": s.n_ubatch,
+        "flash_attn": s.flash_attn, "type_k": KV_TYPE_IDS[s.kv_type], "type_v": KV_TYPE_IDS[s.kv_type],
+        "use_mmap": True, "offload_kqv": True, "n_threads": s.n_threads}
+    if cpu_moe_layers:
+        args["cpu_moe_layers"] = cpu_moe_layers
+    return args
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a model's weights go: ``gpu_layers`` as llama.cpp's n_gpu_layers, and the first
+    ``cpu_moe_layers`` blocks' routed experts kept in RAM; with its memory and predicted speed."""
+
+    gpu_layers: int
+    cpu_moe_layers: int
+    memory: Memory
+    tokens_per_s: float
 
 
 def best_gpu_layers(model: ModelInfo, s: RunSettings, budget: Budget) -> tuple[int, Memory] | None:
@@ -176,6 +215,88 @@ def best_gpu_layers(model: ModelInfo, s: RunSettings, budget: Budget) -> tuple[i
         if budget.fits(m):
             return k, m
     return None
+
+
+def normalized_cpu_moe(model: ModelInfo, gpu_layers: int, cpu_moe_layers: int) -> int:
+    """The same placement's smallest N: experts of CPU blocks are in RAM anyway, and N past the last
+    block with experts changes nothing. 0 when no expert of a GPU block stays in RAM."""
+    moe = model.moe_layers()
+    if not moe or cpu_moe_layers <= 0:
+        return 0
+    first_gpu, _ = gpu_blocks(model.n_layer, gpu_layers)
+    n = min(cpu_moe_layers, moe[-1] + 1, model.n_layer)
+    return n if any(first_gpu <= layer < n for layer in moe) else 0
+
+
+def fewest_cpu_moe(model: ModelInfo, s: RunSettings, budget: Budget, gpu_layers: int) -> tuple[int, Memory] | None:
+    """The smallest ``cpu_moe_layers`` whose memory fits with ``gpu_layers`` offloaded, or None.
+
+    VRAM only falls as N grows and RAM only rises, so the smallest N that fits the VRAM is the
+    only candidate: a binary search.
+    """
+    runtime, base = budget.gpu_runtime, budget.process_ram
+    m = placement_memory(model, s, gpu_layers, runtime, base)
+    if budget.fits(m):
+        return 0, m
+    moe = model.moe_layers()
+    first_gpu, _ = gpu_blocks(model.n_layer, gpu_layers)
+    lo, hi = first_gpu + 1, min(model.n_layer, (moe[-1] + 1) if moe else 0)
+    if not moe or lo > hi:
+        return None
+    top = placement_memory(model, s, gpu_layers, runtime, base, hi)
+    if top.vram > budget.vram or (budget.unified and top.vram + top.ram > budget.ram):
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        trial = placement_memory(model, s, gpu_layers, runtime, base, mid)
+        if trial.vram <= budget.vram and not (budget.unified and trial.vram + trial.ram > budget.ram):
+            hi = mid
+        else:
+            lo = mid + 1
+    m = placement_memory(model, s, gpu_layers, runtime, base, lo)
+    return (normalized_cpu_moe(model, gpu_layers, lo), m) if budget.fits(m) else None
+
+
+def best_placement(model: ModelInfo, s: RunSettings, budget: Budget) -> Placement | None:
+    """The fastest placement that fits; None when even the CPU alone cannot hold the model.
+
+    Dense models: the most layers on the GPU. Mixture-of-experts models: every (layers on the GPU,
+    blocks whose experts stay in RAM) pair that fits is priced by the speed model and the fastest
+    wins — typically all layers on the GPU with the experts of the first N blocks in RAM. A split
+    with no experts in RAM that fits ends the search: any split below it keeps more in RAM.
+    """
+    if budget.vendor is None or not model.is_moe:
+        found = best_gpu_layers(model, s, budget)
+        if found is None:
+            return None
+        k, m = found
+        return Placement(k, 0, m, tokens_per_second(model, m, budget, k, 0))
+    best: Placement | None = None
+    for k in range(model.n_layer + 1, -1, -1):
+        found = fewest_cpu_moe(model, s, budget, k)
+        if found is None:
+            continue
+        n, m = found
+        trial = Placement(k, n, m, tokens_per_second(model, m, budget, k, n))
+        if best is None or trial.tokens_per_s > best.tokens_per_s * 1.0001:
+            best = trial
+        if n == 0:
+            break
+    return best
+
+
+def cpu_moe_layers_for(option: PlanOption, hw: Hardware, gpu_layers: int, kv_type: str = "f16") -> int:
+    """For a split forced by hand (``--gpu-layers N``): the fewest blocks whose experts must stay in RAM
+    for it to fit this machine at the option's context; 0 for dense models or when nothing helps."""
+    model = option.model
+    if model is None or not model.is_moe:
+        return 0
+    budget = Budget.of(hw)
+    if budget.vendor is None:
+        return 0
+    s = settings_for(model, option.load_args.get("n_ctx"), kv_type, repack=False, n_threads=hw.cpu.cores)
+    found = fewest_cpu_moe(model, s, budget, gpu_layers)
+    return found[0] if found else 0
 
 
 def max_ctx_full_gpu(model: ModelInfo, s: RunSettings, budget: Budget) -> int | None:
@@ -201,22 +322,42 @@ def max_ctx_full_gpu(model: ModelInfo, s: RunSettings, budget: Budget) -> int | 
     return lo * 256
 
 
-def tokens_per_second(model: ModelInfo, m: Memory, budget: Budget) -> float:
-    """Generation is memory-bound: every token reads the weights once (active experts only)."""
-    embd = model.tensor_bytes("token_embd.weight")
-    active = 1.0
-    if model.n_expert and model.n_expert_used:
-        active = model.n_expert_used / model.n_expert
-    cpu_bytes = max(0, m.weights_cpu - embd) * active + m.kv_cpu / 2
-    gpu_bytes = m.weights_gpu * active + m.kv_gpu / 2
-    # the CPU's compute: each type multiplies at its own measured rate (resources/cpu_quant_rates.json)
+def _cpu_seconds_per_element(model: ModelInfo) -> np.ndarray:
+    """Core-seconds one weight of each tensor costs on this CPU (its type's measured rate)."""
     rates = cpu_rates()
-    core_seconds = sum(t.n_elements / rates.get(_type_name(t.type_id), DEFAULT_CPU_RATE)
-                       for t in model.tensors if t.name != "token_embd.weight") * active
-    core_seconds *= (max(0, m.weights_cpu - embd) / max(1, model.weight_bytes - embd))
+    table = tensor_table(model)
+    per_type = {int(t): 1.0 / rates.get(_type_name(int(t)), DEFAULT_CPU_RATE) for t in set(table.type_ids.tolist())}
+    return np.array([per_type[int(t)] for t in table.type_ids], dtype=np.float64)
+
+
+def tokens_per_second(model: ModelInfo, m: Memory, budget: Budget, gpu_layers: int,
+                      cpu_moe_layers: int = 0) -> float:
+    """Generation is memory-bound: every token reads each weight it uses once — all of a dense
+    tensor, the active share (experts used / experts) of a routed-expert tensor — the GPU's at its
+    bandwidth, the CPU's at RAM bandwidth or its measured compute rate, whichever is slower; plus
+    the hops between them for blocks whose experts stay in RAM. ``m``: the placement's memory (KV).
+    """
+    t = tensor_table(model)
+    on_gpu = (on_gpu_mask(model, gpu_layers, cpu_moe_layers) if budget.vendor
+              else np.zeros(len(t.layer), dtype=bool))
+    share = np.where(t.expert, model.active_expert_share, 1.0)
+    if not t.expert.any():  # experts not listed tensor by tensor (older catalogs): all weights scale
+        share = np.full(len(t.layer), model.active_expert_share)
+    on_cpu = ~on_gpu & ~t.embedding  # token_embd is a row lookup, not a read of the whole matrix
+    cpu_bytes = float((t.n_bytes * share)[on_cpu].sum()) + m.kv_cpu / 2
+    gpu_bytes = float((t.n_bytes * share)[on_gpu].sum()) + m.kv_gpu / 2
+    # the CPU's compute: each type multiplies at its own measured rate (resources/cpu_quant_rates.json)
+    cost = model.__dict__.get("_cpu_cost")
+    if cost is None or len(cost) != len(t.layer):
+        cost = model.__dict__["_cpu_cost"] = _cpu_seconds_per_element(model)
+    core_seconds = float((t.n_elements * share * cost)[on_cpu].sum())
     seconds = max(cpu_bytes / (budget.ram_bandwidth * CPU_BANDWIDTH_EFFICIENCY), core_seconds / budget.cpu_cores)
     if gpu_bytes and budget.gpu_bandwidth:
         seconds += gpu_bytes / (budget.gpu_bandwidth * GPU_BANDWIDTH_EFFICIENCY)
+    if cpu_moe_layers and budget.vendor:
+        first_gpu, _ = gpu_blocks(model.n_layer, gpu_layers)
+        hopping = sum(1 for layer in model.moe_layers() if first_gpu <= layer < cpu_moe_layers)
+        seconds += 2 * hopping * GPU_CPU_HOP_S
     return 1.0 / seconds if seconds > 0 else 0.0
 
 
@@ -225,19 +366,19 @@ def plan_model(model: ModelInfo, hw: Hardware, ctx: int | None = None, kv_type: 
     budget = Budget.of(hw)
     s = settings_for(model, ctx, kv_type, repack=budget.vendor is None and "AVX2" in hw.cpu.features,
                      n_threads=hw.cpu.cores)
-    found = best_gpu_layers(model, s, budget)
+    found = best_placement(model, s, budget)
     n = model.n_layer
     if found is None:
-        k, m, verdict = 0, placement_memory(model, s, 0, process_ram=budget.process_ram), "no_fit"
+        k, moe, m, verdict = 0, 0, placement_memory(model, s, 0, process_ram=budget.process_ram), "no_fit"
     else:
-        k, m = found
-        verdict = "full_gpu" if k == n + 1 else "partial" if k > 0 else "cpu_only"
+        k, moe, m = found.gpu_layers, found.cpu_moe_layers, found.memory
+        verdict = "full_gpu" if k == n + 1 and moe == 0 else "partial" if k > 0 else "cpu_only"
     q = quality(model.quant)
     return PlanOption(
         file=file or model.files[0], quant=model.quant or "unknown", size=model.file_size, verdict=verdict,
         n_layers=n, gpu_layers=k, memory=m, max_ctx_full_gpu=max_ctx_full_gpu(model, s, budget),
-        tokens_per_s=None if verdict == "no_fit" else tokens_per_second(model, m, budget),
-        quality_loss=q.kld if q else None, load_args=load_args(s, k), model=model,
+        tokens_per_s=None if found is None else found.tokens_per_s,
+        quality_loss=q.kld if q else None, load_args=load_args(s, k, moe), model=model, cpu_moe_layers=moe,
     )
 
 
@@ -258,8 +399,11 @@ def recommend(options: list[PlanOption], ctx: int) -> PlanOption | None:
         why = f"best quality that runs fully on the GPU at {ctx} tokens of context"
     elif partial:
         pick = max(partial, key=rank)
+        split = (f"all layers on GPU, {pick.experts_in_ram()}" if pick.cpu_moe_layers and pick.all_layers_on_gpu
+                 else f"{pick.gpu_layers} of {pick.n_layers + 1} layers on GPU"
+                 + (f", {pick.experts_in_ram()}" if pick.cpu_moe_layers else ""))
         why = (f"no quant fits fully on the GPU at {ctx} tokens; this is the best quality whose split "
-               f"({pick.gpu_layers} of {pick.n_layers + 1} layers on GPU) still runs at ~{pick.tokens_per_s:.0f} tokens/s")
+               f"({split}) still runs at ~{pick.tokens_per_s:.0f} tokens/s")
     elif usable_cpu:
         pick = max(usable_cpu, key=rank)
         why = f"best quality that runs on the CPU at a usable ~{pick.tokens_per_s:.0f} tokens/s"
@@ -290,6 +434,14 @@ def _reason(o: PlanOption, ctx: int) -> str:
     gib = lambda b: f"{b / GiB:.1f} GiB"  # noqa: E731
     if o.verdict == "full_gpu":
         return f"Runs fully on the GPU: {gib(o.vram)} VRAM, {gib(o.ram)} RAM at {ctx} tokens."
+    if o.verdict == "partial" and o.cpu_moe_layers and o.all_layers_on_gpu:
+        return (f"Every layer runs on the GPU ({gib(o.vram)} VRAM) but the routed experts of the first "
+                f"{o.cpu_moe_layers} of {o.n_layers} stay in RAM ({gib(o.ram)} RAM), where a token reads only "
+                f"the few it uses.")
+    if o.verdict == "partial" and o.cpu_moe_layers:
+        return (f"{o.gpu_layers} of {o.n_layers + 1} layers fit on the GPU ({gib(o.vram)} VRAM), with the "
+                f"routed experts of the first {o.cpu_moe_layers} of {o.n_layers} in RAM; the rest runs on the "
+                f"CPU ({gib(o.ram)} RAM).")
     if o.verdict == "partial":
         return (f"{o.gpu_layers} of {o.n_layers + 1} layers fit on the GPU ({gib(o.vram)} VRAM); "
                 f"the rest runs on the CPU ({gib(o.ram)} RAM).")

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 from gguf import GGMLQuantizationType as Q
 
-from quantdesk.gguf.model_info import ModelInfo, layer_of
+from quantdesk.gguf.model_info import ModelInfo, is_expert_tensor, layer_of
 
 MiB = 1 << 20
 KV_TYPE_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q5_1": 24 / 32, "q5_0": 22 / 32,
@@ -76,6 +77,7 @@ class Memory:
     compute_cpu: int = 0
     overhead_gpu: int = 0
     overhead_cpu: int = 0
+    experts_cpu: int = 0  # of weights_cpu: routed experts kept in RAM while their blocks run on the GPU
 
     @property
     def vram(self) -> int:
@@ -116,7 +118,7 @@ def compute_buffer(model: ModelInfo, s: RunSettings, with_logits: bool = True) -
     ub, ctx = min(s.n_ubatch, s.n_batch, s.n_ctx), s.n_ctx_padded
     n_ff, n_head = max(model.n_ff), max(model.n_head)
     if model.n_expert:
-        n_ff = n_ff * max(1, model.n_expert_used)
+        n_ff = (model.n_ff_exp or n_ff) * max(1, model.n_expert_used)
     activations = 4 * ub * (n_ff + 1.5 * model.n_embd)
     logits = 4 * ub * model.n_vocab if with_logits else 0
     if s.flash_attn:
@@ -144,11 +146,13 @@ def vulkan_compute_buffer(model: ModelInfo, s: RunSettings, with_logits: bool = 
     ub, ctx = min(s.n_ubatch, s.n_batch, s.n_ctx), s.n_ctx_padded
     n_ff, n_head = max(model.n_ff), max(model.n_head)
     if model.n_expert:
-        n_ff = n_ff * max(1, model.n_expert_used)
+        n_ff = (model.n_ff_exp or n_ff) * max(1, model.n_expert_used)
     hidden = 8 * ub * model.n_embd
     output = 4 * ub * model.n_vocab + hidden if with_logits else 0
     mask = (2 if s.flash_attn else 4) * ub * ctx
     ffn = mask + 12 * ub * n_ff + hidden + copied_weight
+    if model.n_expert and model.n_expert_used:
+        ffn = mask + hidden + _vulkan_moe_activations(model, ub, copied_weight)
     if s.flash_attn:
         return int(max(output, ffn))
     n_embd_kv = max(model.n_head_kv) * max(model.head_dim_k, model.head_dim_v)
@@ -156,9 +160,69 @@ def vulkan_compute_buffer(model: ModelInfo, s: RunSettings, with_logits: bool = 
     return int(max(output, ffn, attention))
 
 
-def _repackable(t, s: RunSettings) -> bool:
-    return (s.repack and t.type_id in REPACKED_TYPES_X86 and t.name != "token_embd.weight"
-            and len(t.shape) == 2 and t.shape[1] % REPACK_ROW_MULTIPLE == 0)
+def _vulkan_moe_activations(model: ModelInfo, ub: int, copied_weight: int) -> int:
+    """A mixture-of-experts FFN's peak in the Vulkan scratch buffer (fitted to the logged buffer of six
+    generated MoE shapes on Mesa's device, llama and qwen3moe, with and without experts in RAM —
+    exact for four, up to +8% for one and high for a wide-embedding one: docs/moe-placement.md).
+
+    Per token batch: gate and up outputs and their product are ``a`` each (expert width x experts used),
+    the down projection's output and its weighted copy ``d`` each (embedding x experts used); a
+    RAM-resident expert tensor copied in for a prompt batch (``copied_weight``) sits beside them.
+    """
+    used = max(1, model.n_expert_used)
+    a = 4 * ub * (model.n_ff_exp or max(model.n_ff)) * used
+    d = 4 * ub * model.n_embd * used
+    h = 4 * ub * model.n_embd
+    if copied_weight:
+        return int(max(3 * a, 2 * a + copied_weight, 2 * d + copied_weight))
+    return int(max(3 * a, a + d + 2 * h))
+
+
+@dataclass(frozen=True)
+class TensorTable:
+    """A model's tensors as arrays, for pricing many placements quickly (the MoE search tries hundreds).
+
+    ``layer`` is the block a tensor belongs to, -1 outside the blocks (embeddings, output head);
+    ``expert`` marks routed-expert tensors (what ``--n-cpu-moe`` keeps in RAM).
+    """
+
+    layer: np.ndarray
+    expert: np.ndarray
+    n_bytes: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    matrix: np.ndarray  # 2-D and wider: what ggml copies to the GPU for a large-batch product
+    float_matrix: np.ndarray
+    embedding: np.ndarray
+    repack_candidate: np.ndarray
+    n_elements: np.ndarray
+    type_ids: np.ndarray
+
+
+def tensor_table(model: ModelInfo) -> TensorTable:
+    """The model's table, built once per model object (callers treat ModelInfo as read-only)."""
+    cached = model.__dict__.get("_tensor_table")
+    if cached is not None and cached[0] == len(model.tensors):
+        return cached[1]
+    ts = model.tensors
+    layers = [layer_of(t.name) for t in ts]
+    table = TensorTable(
+        layer=np.array([-1 if x is None else x for x in layers], dtype=np.int64),
+        expert=np.array([is_expert_tensor(t.name) for t in ts], dtype=bool),
+        n_bytes=np.array([t.n_bytes for t in ts], dtype=np.int64),
+        lo=np.array([t.offset for t in ts], dtype=np.int64),
+        hi=np.array([t.offset + t.n_bytes for t in ts], dtype=np.int64),
+        matrix=np.array([len(t.shape) >= 2 for t in ts], dtype=bool),
+        float_matrix=np.array([t.type_id in _FLOAT_TYPES and len(t.shape) == 2 for t in ts], dtype=bool),
+        embedding=np.array([t.name == "token_embd.weight" for t in ts], dtype=bool),
+        repack_candidate=np.array([t.type_id in REPACKED_TYPES_X86 and t.name != "token_embd.weight"
+                                   and len(t.shape) == 2 and t.shape[1] % REPACK_ROW_MULTIPLE == 0 for t in ts],
+                                  dtype=bool),
+        n_elements=np.array([t.n_elements for t in ts], dtype=np.float64),
+        type_ids=np.array([t.type_id for t in ts], dtype=np.int64),
+    )
+    model.__dict__["_tensor_table"] = (len(ts), table)
+    return table
 
 
 def gpu_blocks(n_layer: int, gpu_layers: int) -> tuple[int, bool]:
@@ -171,50 +235,67 @@ def gpu_blocks(n_layer: int, gpu_layers: int) -> tuple[int, bool]:
     return n_layer - max(0, k - 1), k >= 1
 
 
+def on_gpu_mask(model: ModelInfo, gpu_layers: int, cpu_moe_layers: int = 0) -> np.ndarray:
+    """Which tensors llama.cpp puts in GPU buffers: blocks from ``first_gpu`` up, the head with the
+    last "layer", never token_embd; the routed experts of blocks below ``cpu_moe_layers`` stay in
+    RAM (llama.cpp's ``--n-cpu-moe``: a CPU buffer-type override for ``blk.i.ffn_*_exps``)."""
+    t = tensor_table(model)
+    first_gpu, head_on_gpu = gpu_blocks(model.n_layer, gpu_layers)
+    in_block = t.layer >= 0
+    mask = in_block & (t.layer >= first_gpu)
+    if cpu_moe_layers > 0:
+        mask &= ~(t.expert & (t.layer < cpu_moe_layers))
+    if head_on_gpu:
+        mask |= ~in_block & ~t.embedding
+    return mask
+
+
 def placement_memory(model: ModelInfo, s: RunSettings, gpu_layers: int, gpu_vendor: str | None = None,
-                     process_ram: int | None = None) -> Memory:
+                     process_ram: int | None = None, cpu_moe_layers: int = 0) -> Memory:
     """Memory for ``gpu_layers`` offloaded layers on a GPU driven by ``gpu_vendor`` — a llama.cpp
-    backend ("vulkan", "cuda", "metal") or, where that is unknown, a vendor (None: CPU-only build).
+    backend ("vulkan", "cuda", "metal") or, where that is unknown, a vendor (None: CPU-only build) —
+    with the routed experts of the first ``cpu_moe_layers`` blocks kept in RAM.
     ``process_ram``: the model process's own base as measured on this machine, when known.
 
     RAM is the steady state while generating: the process base, the span of the file that stays
-    mapped for CPU tensors (llama.cpp unmaps only what lies outside the first and last CPU tensor),
+    mapped for CPU tensors (llama.cpp unmaps only what lies outside the first and last CPU tensor —
+    with experts in RAM, that span runs over the offloaded attention weights between them),
     repacked copies, and the CPU's KV and compute buffers.
     """
     n = model.n_layer
+    t = tensor_table(model)
+    if not gpu_vendor:
+        gpu_layers, cpu_moe_layers = 0, 0
     first_gpu, head_on_gpu = gpu_blocks(n, gpu_layers) if gpu_vendor else (n, False)
+    on_gpu = on_gpu_mask(model, gpu_layers, cpu_moe_layers) if gpu_vendor else np.zeros(len(t.layer), dtype=bool)
+    on_cpu = ~on_gpu
     m = Memory(overhead_cpu=max(PROCESS_BASE_RAM, process_ram or 0))
-    span_lo, span_hi = None, 0
-    for t in model.tensors:
-        if _on_gpu(t.name, first_gpu, head_on_gpu):
-            m.weights_gpu += t.n_bytes
-        elif not gpu_vendor and _repackable(t, s):
-            m.repack_cpu += t.n_bytes  # the mapped pages stay resident as well (counted in the span)
-            m.weights_cpu += t.n_bytes
-        else:
-            m.weights_cpu += t.n_bytes
-            lo, hi = t.offset, t.offset + t.n_bytes
-            span_lo = lo if span_lo is None else min(span_lo, lo)
-            span_hi = max(span_hi, hi)
-    if gpu_vendor and span_lo is not None and len(model.files) == 1:
+    m.weights_gpu = int(t.n_bytes[on_gpu].sum())
+    m.weights_cpu = int(t.n_bytes[on_cpu].sum())
+    if not gpu_vendor and s.repack:  # the mapped pages stay resident as well (counted in weights_cpu)
+        m.repack_cpu = int(t.n_bytes[on_cpu & t.repack_candidate].sum())
+    if gpu_vendor and on_cpu.any() and len(model.files) == 1:
         # offloaded tensors between the first and last CPU tensor stay mapped and resident
-        m.weights_cpu = max(m.weights_cpu, span_hi - span_lo)
+        m.weights_cpu = max(m.weights_cpu, int(t.hi[on_cpu].max() - t.lo[on_cpu].min()))
+    if cpu_moe_layers > 0:
+        m.experts_cpu = int(t.n_bytes[on_cpu & t.expert & (t.layer >= first_gpu)].sum())
     kv = kv_cache_per_layer(model, s)
     m.kv_gpu = sum(kv[first_gpu:]) if gpu_vendor else 0
     m.kv_cpu = sum(kv) - m.kv_gpu
     if not gpu_vendor:
         m.compute_cpu = compute_buffer(model, s) + output_buffer(model)
         return m
-    float_on_gpu = any(t.type_id in _FLOAT_TYPES and len(t.shape) == 2 and _on_gpu(t.name, first_gpu, head_on_gpu)
-                       for t in model.tensors)
+    float_on_gpu = bool((t.float_matrix & on_gpu).any())
     m.overhead_gpu = GPU_RUNTIME_OVERHEAD.get(gpu_vendor, GPU_RUNTIME_OVERHEAD["other"])
     m.overhead_gpu += GPU_FLOAT_MATMUL_EXTRA if float_on_gpu else 0
     m.overhead_cpu += GPU_HOST_OVERHEAD + (GPU_HOST_FLOAT_EXTRA if float_on_gpu else 0)
     # pinned host buffers: the output, the input embeddings, the attention mask at full context
     m.compute_cpu = output_buffer(model) + int(4 * s.n_ubatch * model.n_embd * 2) + 2 * s.n_ubatch * s.n_ctx_padded
     if gpu_vendor == "vulkan" and (head_on_gpu or first_gpu < n):
-        copied = max((t.n_bytes for t in model.tensors if len(t.shape) == 2
-                      and (layer_of(t.name) if layer_of(t.name) is not None else n) < first_gpu), default=0)
+        # the largest weight a prompt batch copies in: a matrix of a CPU block, or a RAM-resident expert tensor
+        copied_from = on_cpu & t.matrix & (((t.layer >= 0) & (t.layer < first_gpu) & (t.layer < n))
+                                           | (t.expert & (t.layer >= 0)))
+        copied = int(t.n_bytes[copied_from].max()) if copied_from.any() else 0
         m.compute_gpu = vulkan_compute_buffer(model, s, with_logits=head_on_gpu, copied_weight=copied)
     elif head_on_gpu or first_gpu < n:
         m.compute_gpu = compute_buffer(model, s, with_logits=head_on_gpu)
@@ -225,11 +306,6 @@ def placement_memory(model: ModelInfo, s: RunSettings, gpu_layers: int, gpu_vend
         output = model.tensor_bytes("output.weight") or model.tensor_bytes("token_embd.weight")
         m.compute_gpu = compute_buffer(model, s) + output + max(kv, default=0)
     return m
-
-
-def _on_gpu(name: str, first_gpu: int, head_on_gpu: bool) -> bool:
-    layer = layer_of(name)
-    return layer >= first_gpu if layer is not None else (head_on_gpu and name != "token_embd.weight")
 
 
 def output_buffer(model: ModelInfo) -> int:

@@ -130,7 +130,7 @@ def test_load_args_are_llama_kwargs(llama8b_q4):
 
     option: PlanOption = plan_local(llama8b_q4, load_hardware_spec("nvidia-12gb"), ctx=4096, kv_type="q8_0").options[0]
     accepted = set(inspect.signature(llama_cpp.Llama.__init__).parameters)
-    assert set(option.load_args) <= accepted
+    assert set(option.load_args) <= accepted  # a dense model's: exactly Llama's (MoE adds cpu_moe_layers)
     assert option.load_args["type_k"] == option.load_args["type_v"] == 8
     assert option.load_args["flash_attn"] is True  # a quantized V cache needs flash attention
 

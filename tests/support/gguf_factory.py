@@ -26,6 +26,19 @@ WIDE = ModelShape(n_vocab=16384, n_embd=2048, n_layer=6, n_head=16, n_head_kv=8,
 LLAMA3_8B = ModelShape(128256, 4096, 32, 32, 8, 14336, 8192, "Llama-3-8B-shaped")
 LLAMA3_70B = ModelShape(128256, 8192, 80, 64, 8, 28672, 8192, "Llama-3-70B-shaped")
 QWEN25_05B = ModelShape(151936, 896, 24, 14, 2, 4864, 32768, "Qwen2.5-0.5B-shaped")
+# Qwen3-30B-A3B's published shape (config.json: 48 blocks of 128 experts, 8 used, 768 wide; head_dim 128).
+QWEN3_30B_A3B = ModelShape(151936, 2048, 48, 32, 4, 6144, 40960, "Qwen3-30B-A3B-shaped", n_expert=128,
+                           n_expert_used=8, n_ff_exp=768, arch="qwen3moe", key_length=128)
+# Small mixture-of-experts models that llama.cpp loads and runs in seconds: Mixtral-style (llama
+# architecture, experts as wide as n_ff) and Qwen3-MoE-style (Q/K norms, own expert width); both with
+# 128-wide heads like the real ones. (A llama-architecture MoE with 64-wide heads and flash attention,
+# split between the CPU and Mesa's software GPU, segfaults inside Mesa at the first decoded token —
+# with a plain layer split too, so llama.cpp/lavapipe, not the expert override: docs/moe-placement.md.)
+MOE_SMALL = ModelShape(n_vocab=2048, n_embd=512, n_layer=4, n_head=4, n_head_kv=2, n_ff=512, n_ctx_train=4096,
+                       name="moe-small", n_expert=8, n_expert_used=2)
+QWEN3MOE_SMALL = ModelShape(n_vocab=2048, n_embd=512, n_layer=6, n_head=8, n_head_kv=4, n_ff=1536, n_ctx_train=4096,
+                            name="qwen3moe-small", n_expert=16, n_expert_used=4, n_ff_exp=256, arch="qwen3moe",
+                            key_length=128)
 
 _F16, _F32 = GGMLQuantizationType.F16, GGMLQuantizationType.F32
 Q = GGMLQuantizationType
@@ -48,14 +61,14 @@ FILE_TYPES = {"F32": LlamaFileType.ALL_F32, "F16": LlamaFileType.MOSTLY_F16, "Q8
 
 
 def _tensor_type(name: str, ne: tuple[int, ...], preset: str, layer_count: int) -> Q:
-    if len(ne) == 1:
+    if len(ne) == 1 or name.endswith("ffn_gate_inp.weight"):
         return _F32
     default, upgraded, head = PRESET_MIX[preset]
     if name == "output.weight":
         return head
     if name == "token_embd.weight":
         return default
-    if name.endswith(("attn_v.weight", "ffn_down.weight")):
+    if name.endswith(("attn_v.weight", "ffn_down.weight", "ffn_down_exps.weight")):
         layer = int(name.split(".")[1])
         if upgraded != default and (layer < layer_count // 8 or layer >= 7 * layer_count // 8 or layer % 3 == 2):
             return upgraded
@@ -92,7 +105,7 @@ def write_header_only(path: str | os.PathLike, shape: ModelShape = LLAMA3_8B, qu
     """A real header of ``shape`` quantized as ``quant``; the data part is a sparse hole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    w = GGUFWriter(str(path), "llama")
+    w = GGUFWriter(str(path), shape.arch)
     write_metadata(w, shape, FILE_TYPES[quant], chat_template, False)
     for name, ne in tensor_shapes(shape):
         qtype = _tensor_type(name, ne, quant, shape.n_layer)

@@ -16,7 +16,8 @@ from quantdesk.planning.memory_model import Memory
 from quantdesk.planning.plan import Plan
 
 # (key, legend label, colour); the order is the stacking order, weights first
-KINDS = (("weights", "Weights", "#4C78A8"), ("repack", "CPU repack copy", "#9ECAE9"),
+KINDS = (("weights", "Weights", "#4C78A8"), ("experts", "Experts kept in RAM", "#72B7B2"),
+         ("repack", "CPU repack copy", "#9ECAE9"),
          ("kv", "KV cache", "#F58518"), ("compute", "Compute buffers", "#54A24B"),
          ("runtime", "Runtime", "#B0A8A4"))
 COLORS = {key: color for key, _, color in KINDS}
@@ -32,7 +33,8 @@ def gpu_parts(m: Memory) -> dict[str, int]:
 def ram_parts(m: Memory, with_gpu: bool = False) -> dict[str, int]:
     """With unified memory what the GPU holds comes out of the same RAM, so it counts here too."""
     gpu = gpu_parts(m) if with_gpu else {}
-    return {key: n + gpu.get(key, 0) for key, n in (("weights", m.weights_cpu), ("repack", m.repack_cpu),
+    return {key: n + gpu.get(key, 0) for key, n in (("weights", m.weights_cpu - m.experts_cpu),
+                                                    ("experts", m.experts_cpu), ("repack", m.repack_cpu),
                                                     ("kv", m.kv_cpu), ("compute", m.compute_cpu),
                                                     ("runtime", m.overhead_cpu))}
 
