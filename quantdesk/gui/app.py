@@ -339,6 +339,16 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
 
+def _window_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("use WIDTHxHEIGHT, e.g. 1000x640") from None
+    if not (320 <= w <= 10000 and 240 <= h <= 10000):
+        raise argparse.ArgumentTypeError("the size must be between 320x240 and 10000x10000")
+    return w, h
+
+
 def run_app(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="quantdesk gui")
     parser.add_argument("--screenshot", metavar="PATH", help="render a page offscreen to PNG and exit")
@@ -350,6 +360,8 @@ def run_app(argv: list[str]) -> int:
                                                        "one line per label, button or row")
     parser.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
                         help="with --screenshot: let background work (downloads under way) run this long first")
+    parser.add_argument("--size", type=_window_size, default=None, metavar="WxH",
+                        help="the window's size (default 1100x700), e.g. 1000x640")
     args = parser.parse_args(argv)
     if args.screenshot:
         import os
@@ -362,6 +374,8 @@ def run_app(argv: list[str]) -> int:
     _identify(app)
     apply_theme(app, load_settings().theme)
     window = MainWindow(resolve_hardware(args.hardware), freeze_heap=True)
+    if args.size:
+        window.resize(*args.size)
     if args.page:
         window.show_page(args.page)
     if args.model:

@@ -121,6 +121,15 @@ class PlanOption:
             return ""
         return f"experts of {self.cpu_moe_layers} of {self.n_layers} layers in RAM"
 
+    def experts_sentence(self) -> str:
+        """Where the experts are and why, in a sentence ("" without experts in RAM)."""
+        if not self.cpu_moe_layers:
+            return ""
+        where = "Every layer runs on the GPU" if self.all_layers_on_gpu else \
+            f"{self.gpu_layers} of {self.n_layers + 1} layers run on the GPU"
+        return (f"{where}, but the routed experts of the first {self.cpu_moe_layers} of {self.n_layers} layers "
+                f"stay in RAM ({self.memory.experts_cpu / GiB:.1f} GiB), where a token reads only the few it uses.")
+
     def summary(self) -> str:
         if self.verdict == "full_gpu":
             return "full GPU"

@@ -65,6 +65,12 @@ def finish_plan(name: str, options: list[PlanOption], hw: Hardware, ctx: int | N
         notes.append(f"{', '.join(sorted({r.quant for r in repacked}))} need more RAM here than their size "
                      f"suggests: on this x86 CPU llama.cpp keeps a repacked copy of Q4_0/Q4_K/IQ4_NL weights beside "
                      f"the file for faster matrix work (+{o.memory.repack_cpu / 2**30:.1f} GiB for {o.quant})")
+    hybrid = [o for o in options if o.cpu_moe_layers and o.verdict != "no_fit"]
+    if hybrid and hybrid[0].model is not None:
+        m = hybrid[0].model
+        notes.append(f"mixture of experts: a token uses {m.n_expert_used} of {m.n_expert} routed experts per layer, "
+                     "so the experts that do not fit the GPU stay in RAM (llama.cpp's --n-cpu-moe) while attention "
+                     "and the KV cache stay on the GPU; `chat --cpu-moe N` overrides the count")
     # (the offer asks the installed llama.cpp which presets it can make: skipped when only ranking)
     offer = quantize_option(options, hw, effective, kv_type, source == "hub", name) if suggest_quantize else None
     if offer is not None:

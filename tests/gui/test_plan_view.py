@@ -45,3 +45,31 @@ def test_on_a_few_core_cpu_discover_shows_faster_small_quants_and_explains_the_r
     row = page.view.cells(1).index("Q4_K_M")
     assert "repacked copy" in page.view.table.item(row, 2).toolTip()
     assert "repacked copy" in page.view.notes.text()
+
+
+def test_a_moe_model_on_a_small_card_shows_every_layer_on_the_gpu_and_experts_in_ram(qtbot):
+    from quantdesk.gui.widgets.plan_view import FIT_COLUMN
+    from quantdesk.planning.plan import plan_catalog_repo
+
+    plan = plan_catalog_repo("bartowski/Qwen_Qwen3-30B-A3B-GGUF", load_hardware_spec("nvidia-12gb"),
+                             suggest_quantize=False)
+    [option] = plan.options
+    view = PlanView()
+    qtbot.addWidget(view)
+    view.resize(540, 420)
+    view.show_plan(plan)
+    view.show()
+    qtbot.waitExposed(view)
+    n = option.cpu_moe_layers
+    assert view.cells(FIT_COLUMN) == [f"full GPU, experts {n}/48 in RAM"]
+    assert f"routed experts of the first {n} of 48 layers stay in RAM" in view.table.item(0, FIT_COLUMN).toolTip()
+    assert f"experts of {n} of 48 layers in RAM" in view.notes.text()
+    # the chart shows the experts as their own part of the RAM bar, the legend names them
+    vram, ram = view.chart.panels
+    assert dict(ram.rows[0])["experts"] == option.memory.experts_cpu > 0
+    assert "Experts kept in RAM" in view.chart.describe(0)
+    # a narrow pane scrolls the columns sideways without hiding the row under the scrollbar
+    table = view.table
+    if table.horizontalScrollBar().isVisible():
+        assert table.height() >= (table.horizontalHeader().height() + table.rowHeight(0)
+                                  + table.horizontalScrollBar().height())

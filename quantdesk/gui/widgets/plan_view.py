@@ -48,9 +48,9 @@ def quality_tip(quant: str, kld: float | None) -> str:
 
 
 def fit_badge(o: PlanOption) -> str:
-    if o.verdict == "partial" and o.cpu_moe_layers:
-        experts = f"experts of {o.cpu_moe_layers}/{o.n_layers} layers in RAM"
-        return (f"full GPU but {experts}" if o.all_layers_on_gpu
+    if o.verdict == "partial" and o.cpu_moe_layers:  # the row's tooltip says it in full
+        experts = f"experts {o.cpu_moe_layers}/{o.n_layers} in RAM"
+        return (f"full GPU, {experts}" if o.all_layers_on_gpu
                 else f"partial {o.gpu_layers} of {o.n_layers + 1}, {experts}")
     return {"full_gpu": "full GPU", "partial": f"partial {o.gpu_layers} of {o.n_layers + 1}",
             "cpu_only": "CPU only", "no_fit": "won't fit"}[o.verdict]
@@ -106,6 +106,7 @@ class PlanView(QScrollArea):
         self._plan: Plan | None = None
         self.chart = MemoryChart()
         self.table.currentCellChanged.connect(lambda row, *_: self.chart.set_selected(row))
+        self.table.horizontalScrollBar().rangeChanged.connect(lambda *_: self._fit_table())
         self.chart.row_clicked.connect(self.table.selectRow)
         self.notes = QLabel()
         self.notes.setWordWrap(True)
@@ -151,7 +152,7 @@ class PlanView(QScrollArea):
         cells = ["★" if o.recommended else "", o.quant, size_text(o), fit_badge(o),
                  f"~{o.tokens_per_s:.1f} tok/s" if o.tokens_per_s else "–",
                  quality_words(o.quality_loss)]
-        tip = f"{o.file}\n{o.reason}"
+        tip = f"{o.file}\n{o.reason}" + (f"\n{o.experts_sentence()}" if o.cpu_moe_layers else "")
         repack = o.memory.repack_cpu if o.memory else 0
         if repack > 0.1 * o.size:  # why a smaller file can need more RAM than a larger one
             tip += (f"\nIts RAM figure includes {repack / 2**30:.1f} GiB for a repacked copy of its Q4_0/Q4_K/IQ4_NL "
@@ -175,7 +176,10 @@ class PlanView(QScrollArea):
     def _fit_table(self) -> None:
         rows = sum(self.table.rowHeight(r) for r in range(self.table.rowCount()))
         header = self.table.horizontalHeader().sizeHint().height()
-        self.table.setFixedHeight(header + rows + 2 * self.table.frameWidth())
+        # a narrow window scrolls the columns sideways: keep room for that scrollbar below the last row
+        bar = self.table.horizontalScrollBar()
+        scrollbar = bar.sizeHint().height() if bar.maximum() > 0 else 0
+        self.table.setFixedHeight(header + rows + scrollbar + 2 * self.table.frameWidth())
 
     def cells(self, col: int) -> list[str]:
         return [self.table.item(r, col).text() for r in range(self.table.rowCount())]
