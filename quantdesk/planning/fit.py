@@ -50,6 +50,11 @@ DEFAULT_CPU_RATE = CPU_FLOPS_PER_CORE / 2
 # real GPU (no device lent so far; bench/moe_placement.py --measure does it): this is the order of a
 # CUDA/Vulkan launch-and-synchronize round trip on a discrete card.
 GPU_CPU_HOP_S = 30e-6
+# A block whose routed experts run on the CPU costs a fixed time per token beyond its weight reads:
+# the router, top-k, and the expert products' bookkeeping are a dozen small ops, each a thread
+# barrier. Measured here (bench/moe_placement.py --cpu, 2 cores): 0.26 and 0.28 ms per block with 2
+# and 8 of 32 experts used — the same cost whatever the share read, so a cost per block.
+CPU_MOE_BLOCK_S = 0.27e-3
 
 
 @functools.lru_cache(maxsize=1)
@@ -363,9 +368,11 @@ def tokens_per_second(model: ModelInfo, m: Memory, budget: Budget, gpu_layers: i
     seconds = max(cpu_bytes / (budget.ram_bandwidth * CPU_BANDWIDTH_EFFICIENCY), core_seconds / budget.cpu_cores)
     if gpu_bytes and budget.gpu_bandwidth:
         seconds += gpu_bytes / (budget.gpu_bandwidth * GPU_BANDWIDTH_EFFICIENCY)
+    first_gpu, _ = gpu_blocks(model.n_layer, gpu_layers) if budget.vendor else (model.n_layer, False)
+    moe_layers = model.moe_layers() if t.expert.any() else []
+    seconds += CPU_MOE_BLOCK_S * sum(1 for layer in moe_layers if layer < max(first_gpu, cpu_moe_layers))
     if cpu_moe_layers and budget.vendor:
-        first_gpu, _ = gpu_blocks(model.n_layer, gpu_layers)
-        hopping = sum(1 for layer in model.moe_layers() if first_gpu <= layer < cpu_moe_layers)
+        hopping = sum(1 for layer in moe_layers if first_gpu <= layer < cpu_moe_layers)
         seconds += 2 * hopping * GPU_CPU_HOP_S
     return 1.0 / seconds if seconds > 0 else 0.0
 
