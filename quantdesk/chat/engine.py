@@ -134,36 +134,54 @@ def plan_load(path: str | Path, hw: Hardware, ctx: int | None = None, kv_type: s
     ``threads`` None falls back to the Settings page's choice, then to the planner's (physical cores).
     """
     from quantdesk.base.settings import configured_threads
-    from quantdesk.planning.fit import cpu_moe_layers_for
+    from quantdesk.planning.fit import cpu_moe_layers_for, gpu_layers_for_cpu_moe
+    from quantdesk.planning.memory_model import gpu_blocks
     from quantdesk.planning.plan import plan_local
 
     plan = plan_local(path, hw, ctx, kv_type)
     option = plan.options[0]
     notes = list(plan.notes)
-    if option.verdict == "no_fit" and gpu_layers == "auto" and cpu_moe == "auto":
+    args = dict(option.load_args)
+    moe_layers = option.model.moe_layers() if option.model else []
+    if cpu_moe != "auto" and int(cpu_moe) and not moe_layers:
+        notes.append(f"--cpu-moe {cpu_moe} ignored: {Path(path).name} is not a mixture-of-experts model")
+        cpu_moe = 0
+    if cpu_moe != "auto":  # the experts asked for; the most layers on the GPU that fit with them
+        args["cpu_moe_layers"] = min(int(cpu_moe), option.n_layers)
+        if gpu_layers == "auto" and moe_layers:
+            k = gpu_layers_for_cpu_moe(option, hw, args["cpu_moe_layers"], kv_type)
+            if k is None:
+                raise QuantDeskError(f"{Path(path).name} does not fit on this machine at {plan.ctx} tokens of "
+                                     f"context with the experts of {cpu_moe} layers in RAM. Try another --cpu-moe, a "
+                                     "smaller context (--ctx) or a smaller quant.")
+            args["n_gpu_layers"] = k
+    elif option.verdict == "no_fit" and gpu_layers == "auto":
         raise QuantDeskError(f"{Path(path).name} does not fit on this machine at {plan.ctx} tokens of context: "
                              f"{option.reason} Try a smaller context (--ctx) or a smaller quant.")
-    args = dict(option.load_args)
     if gpu_layers != "auto":
         args["n_gpu_layers"] = int(gpu_layers)
         if cpu_moe == "auto":
-            args["cpu_moe_layers"] = cpu_moe_layers_for(option, hw, int(gpu_layers), kv_type)
-    if cpu_moe != "auto":
-        moe_layers = option.model.moe_layers() if option.model else []
-        if int(cpu_moe) and not moe_layers:
-            notes.append(f"--cpu-moe {cpu_moe} ignored: {Path(path).name} is not a mixture-of-experts model")
-            cpu_moe = 0
-        args["cpu_moe_layers"] = min(int(cpu_moe), option.n_layers)
+            fewest = cpu_moe_layers_for(option, hw, int(gpu_layers), kv_type)
+            if fewest is None:
+                fewest = moe_layers[-1] + 1
+                notes.append(f"{gpu_layers} GPU layers do not fit this GPU even with every layer's experts in RAM")
+            args["cpu_moe_layers"] = fewest
     threads = threads or configured_threads()
     if threads:
         args["n_threads"] = threads
     settings = LoadSettings(**{k: v for k, v in args.items() if k in LoadSettings.__dataclass_fields__})
-    if settings.cpu_moe_layers:
-        notes.append(f"the routed experts of the first {settings.cpu_moe_layers} of {option.n_layers} layers stay "
-                     "in RAM (a token reads only the few it uses); everything else of those layers is on the GPU")
-    elif option.verdict == "partial" and gpu_layers == "auto":
-        notes.append(f"not enough free VRAM for the whole model: {option.gpu_layers} of {option.n_layers + 1} "
-                     "layers go on the GPU, the rest runs on the CPU")
+    k, n = settings.n_gpu_layers, option.n_layers
+    first_gpu, _ = gpu_blocks(n, k)
+    if settings.cpu_moe_layers and k and settings.cpu_moe_layers > first_gpu:
+        where = "every layer runs on the GPU" if first_gpu == 0 else \
+            f"{k} of {n + 1} layers run on the GPU (blocks 0–{first_gpu - 1} on the CPU)"
+        notes.append(f"{where}; the routed experts of blocks {first_gpu}–{settings.cpu_moe_layers - 1} stay in RAM, "
+                     "where a token reads only the few it uses")
+    elif 0 < k < n + 1 and (gpu_layers == "auto" or cpu_moe != "auto"):
+        unused = (f" (--cpu-moe {settings.cpu_moe_layers} changes nothing: blocks 0–{first_gpu - 1} run on the CPU "
+                  "anyway)" if cpu_moe != "auto" and settings.cpu_moe_layers else "")
+        notes.append(f"not enough free VRAM for the whole model: {k} of {n + 1} layers go on the GPU, the rest runs "
+                     f"on the CPU{unused}")
     return PlannedLoad(settings, notes, option.gpu_layers, option.n_layers, settings.cpu_moe_layers)
 
 
@@ -334,9 +352,12 @@ class Engine:
         experts = _experts_in_ram(raw)
         asked = int(raw.get("cpu_moe_layers") or 0)
         if asked and raw.get("gpu_offload_supported"):
-            summary += f"; routed experts of {experts} layers in RAM"
-            if experts < asked:
-                notes.append(f"asked to keep the experts of {asked} layers in RAM, llama.cpp moved those of {experts}")
+            expected = self._moe_blocks_below(asked)
+            if experts:
+                summary += f"; routed experts of {experts} layers in RAM"
+            if experts < expected:
+                notes.append(f"asked to keep the experts of {expected} layers in RAM, llama.cpp's log shows "
+                             f"{experts} moved")
         ram = int(raw.get("memory", {}).get("VmRSS", 0))
         return LoadReport(gpu_layers=got, total_layers=total, requested_gpu_layers=requested,
                           n_ctx=int(raw.get("n_ctx") or self.settings.n_ctx), load_s=float(raw.get("load_s", 0)),
@@ -344,6 +365,15 @@ class Engine:
                           gpu_offload_supported=bool(raw.get("gpu_offload_supported")),
                           summary=summary, pid=int(raw.get("pid", 0)), notes=notes, raw=raw,
                           experts_in_ram=experts)
+
+    def _moe_blocks_below(self, n: int) -> int:
+        """How many of the first ``n`` blocks hold routed experts (GLM keeps block 0 dense)."""
+        try:
+            from quantdesk.gguf.model_info import load_model_info
+
+            return sum(1 for layer in load_model_info(self.model_path).moe_layers() if layer < n)
+        except Exception:  # noqa: BLE001 - only a note depends on it
+            return n
 
     @property
     def alive(self) -> bool:

@@ -45,6 +45,7 @@ class ModelInfo:
     n_expert_used: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
     n_ff_exp: int = 0  # each routed expert's FFN width where the header gives it apart from n_ff
+    tensor_files: list[int] = field(default_factory=list)  # per tensor: which part of a split model holds it
 
     @property
     def n_params(self) -> int:
@@ -69,8 +70,10 @@ class ModelInfo:
 
     @property
     def is_moe(self) -> bool:
-        """A mixture-of-experts model whose routed experts are tensors of their own."""
-        return self.n_expert > 1 and any(is_expert_tensor(t.name) for t in self.tensors)
+        """A mixture-of-experts model whose routed experts are tensors of their own (llama.cpp refuses
+        expert tensors without ``expert_count`` > 1 and ``expert_used_count`` > 0)."""
+        return (self.n_expert > 1 and self.n_expert_used > 0
+                and any(is_expert_tensor(t.name) for t in self.tensors))
 
     @property
     def active_expert_share(self) -> float:
@@ -80,7 +83,9 @@ class ModelInfo:
         return 1.0
 
     def moe_layers(self) -> list[int]:
-        """The blocks that hold routed experts (GLM-4.5 keeps its first block dense)."""
+        """The blocks that hold routed experts (GLM-4.5 keeps its first block dense); [] unless MoE."""
+        if not self.is_moe:
+            return []
         return sorted({layer for t in self.tensors if is_expert_tensor(t.name)
                        and (layer := layer_of(t.name)) is not None and layer < self.n_layer})
 
@@ -209,6 +214,7 @@ def model_info_from_headers(headers: list[GGUFHeader], files: list[str], file_si
         swa_layers=swa_layers, n_expert=int(key("expert_count", 0) or 0),
         n_expert_used=int(key("expert_used_count", 0) or 0),
         n_ff_exp=_first_int(key("expert_feed_forward_length")),
+        tensor_files=[i for i, h in enumerate(headers) for _ in h.tensors],
         metadata={k: v for k, v in md.items() if not isinstance(v, ArrayInfo)},
     )
 

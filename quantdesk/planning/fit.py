@@ -130,10 +130,15 @@ class PlanOption:
         """Where the experts are and why, in a sentence ("" without experts in RAM)."""
         if not self.cpu_moe_layers:
             return ""
-        where = "Every layer runs on the GPU" if self.all_layers_on_gpu else \
-            f"{self.gpu_layers} of {self.n_layers + 1} layers run on the GPU"
-        return (f"{where}, but the routed experts of the first {self.cpu_moe_layers} of {self.n_layers} layers "
-                f"stay in RAM ({self.memory.experts_cpu / GiB:.1f} GiB), where a token reads only the few it uses.")
+        first_gpu, _ = gpu_blocks(self.n_layers, self.gpu_layers)
+        if self.all_layers_on_gpu:
+            where, blocks = "Every layer runs on the GPU", f"the first {self.cpu_moe_layers} of {self.n_layers} layers"
+        else:
+            where = (f"{self.gpu_layers} of {self.n_layers + 1} layers run on the GPU (blocks 0–{first_gpu - 1} on "
+                     "the CPU)")
+            blocks = f"blocks {first_gpu}–{self.cpu_moe_layers - 1} as well"
+        return (f"{where}, but the routed experts of {blocks} stay in RAM ({self.memory.experts_cpu / GiB:.1f} GiB), "
+                "where a token reads only the few it uses.")
 
     def summary(self) -> str:
         if self.verdict == "full_gpu":
@@ -245,8 +250,8 @@ def normalized_cpu_moe(model: ModelInfo, gpu_layers: int, cpu_moe_layers: int) -
 def fewest_cpu_moe(model: ModelInfo, s: RunSettings, budget: Budget, gpu_layers: int) -> tuple[int, Memory] | None:
     """The smallest ``cpu_moe_layers`` whose memory fits with ``gpu_layers`` offloaded, or None.
 
-    VRAM only falls as N grows and RAM only rises, so the smallest N that fits the VRAM is the
-    only candidate: a binary search.
+    VRAM only falls as N grows and RAM (and VRAM + RAM, what a unified pool holds) only rises, so
+    the smallest N that fits the VRAM is the only candidate: a binary search on VRAM alone.
     """
     runtime, base = budget.gpu_runtime, budget.process_ram
     m = placement_memory(model, s, gpu_layers, runtime, base)
@@ -257,13 +262,11 @@ def fewest_cpu_moe(model: ModelInfo, s: RunSettings, budget: Budget, gpu_layers:
     lo, hi = first_gpu + 1, min(model.n_layer, (moe[-1] + 1) if moe else 0)
     if not moe or lo > hi:
         return None
-    top = placement_memory(model, s, gpu_layers, runtime, base, hi)
-    if top.vram > budget.vram or (budget.unified and top.vram + top.ram > budget.ram):
+    if placement_memory(model, s, gpu_layers, runtime, base, hi).vram > budget.vram:
         return None
     while lo < hi:
         mid = (lo + hi) // 2
-        trial = placement_memory(model, s, gpu_layers, runtime, base, mid)
-        if trial.vram <= budget.vram and not (budget.unified and trial.vram + trial.ram > budget.ram):
+        if placement_memory(model, s, gpu_layers, runtime, base, mid).vram <= budget.vram:
             hi = mid
         else:
             lo = mid + 1
@@ -299,18 +302,37 @@ def best_placement(model: ModelInfo, s: RunSettings, budget: Budget) -> Placemen
     return best
 
 
-def cpu_moe_layers_for(option: PlanOption, hw: Hardware, gpu_layers: int, kv_type: str = "f16") -> int:
-    """For a split forced by hand (``--gpu-layers N``): the fewest blocks whose experts must stay in RAM
-    for it to fit this machine at the option's context; 0 for dense models or when nothing helps."""
+def _moe_budget(option: PlanOption, hw: Hardware, kv_type: str) -> tuple[ModelInfo, RunSettings, Budget] | None:
     model = option.model
-    if model is None or not model.is_moe:
-        return 0
     budget = Budget.of(hw)
-    if budget.vendor is None:
-        return 0
+    if model is None or not model.is_moe or budget.vendor is None:
+        return None
     s = settings_for(model, option.load_args.get("n_ctx"), kv_type, repack=False, n_threads=hw.cpu.cores)
-    found = fewest_cpu_moe(model, s, budget, gpu_layers)
-    return found[0] if found else 0
+    return model, s, budget
+
+
+def cpu_moe_layers_for(option: PlanOption, hw: Hardware, gpu_layers: int, kv_type: str = "f16") -> int | None:
+    """For a split forced by hand (``--gpu-layers N``): the fewest blocks whose experts must stay in RAM
+    for it to fit this machine at the option's context; 0 for dense models or without a GPU; None
+    when even every block's experts in RAM do not make it fit."""
+    found = _moe_budget(option, hw, kv_type)
+    if found is None:
+        return 0
+    fewest = fewest_cpu_moe(*found, gpu_layers)
+    return fewest[0] if fewest else None
+
+
+def gpu_layers_for_cpu_moe(option: PlanOption, hw: Hardware, cpu_moe_layers: int, kv_type: str = "f16") -> int | None:
+    """For an expert count forced by hand (``--cpu-moe N``): the most layers on the GPU that fit this
+    machine with it; None when not even the CPU alone holds the model."""
+    found = _moe_budget(option, hw, kv_type)
+    if found is None:
+        return None
+    model, s, budget = found
+    for k in range(model.n_layer + 1, -1, -1):
+        if budget.fits(placement_memory(model, s, k, budget.gpu_runtime, budget.process_ram, cpu_moe_layers)):
+            return k
+    return None
 
 
 def max_ctx_full_gpu(model: ModelInfo, s: RunSettings, budget: Budget) -> int | None:

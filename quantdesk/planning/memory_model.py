@@ -197,6 +197,7 @@ class TensorTable:
     repack_candidate: np.ndarray
     n_elements: np.ndarray
     type_ids: np.ndarray
+    file: np.ndarray  # the part of a split model that holds the tensor (offsets are per part)
 
 
 def tensor_table(model: ModelInfo) -> TensorTable:
@@ -220,6 +221,7 @@ def tensor_table(model: ModelInfo) -> TensorTable:
                                   dtype=bool),
         n_elements=np.array([t.n_elements for t in ts], dtype=np.float64),
         type_ids=np.array([t.type_id for t in ts], dtype=np.int64),
+        file=np.array(model.tensor_files if len(model.tensor_files) == len(ts) else [0] * len(ts), dtype=np.int64),
     )
     model.__dict__["_tensor_table"] = (len(ts), table)
     return table
@@ -274,9 +276,11 @@ def placement_memory(model: ModelInfo, s: RunSettings, gpu_layers: int, gpu_vend
     m.weights_cpu = int(t.n_bytes[on_cpu].sum())
     if not gpu_vendor and s.repack:  # the mapped pages stay resident as well (counted in weights_cpu)
         m.repack_cpu = int(t.n_bytes[on_cpu & t.repack_candidate].sum())
-    if gpu_vendor and on_cpu.any() and len(model.files) == 1:
-        # offloaded tensors between the first and last CPU tensor stay mapped and resident
-        m.weights_cpu = max(m.weights_cpu, int(t.hi[on_cpu].max() - t.lo[on_cpu].min()))
+    if gpu_vendor and on_cpu.any():
+        # offloaded tensors between the first and last CPU tensor of each file stay mapped and resident
+        span = sum(int(t.hi[sel].max() - t.lo[sel].min()) for f in np.unique(t.file[on_cpu])
+                   for sel in [on_cpu & (t.file == f)])
+        m.weights_cpu = max(m.weights_cpu, span)
     if cpu_moe_layers > 0:
         m.experts_cpu = int(t.n_bytes[on_cpu & t.expert & (t.layer >= first_gpu)].sum())
     kv = kv_cache_per_layer(model, s)

@@ -3,8 +3,9 @@
 
 The planner already chooses each model's best file here (``Plan.recommended``). Models are then
 ordered by what a person asks first: does it run at a usable speed, is it fully on the GPU (the
-fast kind of fit), how capable is it (more parameters, unless its quant had to be crushed to Q2 or
-Q3_K_S to fit), and only then how little its quant loses against full precision — a 1.5B model
+fast kind of fit; for a mixture of experts, every layer on the GPU with experts in RAM counts), how
+capable is it (more parameters — for a mixture of experts, the geometric mean of total and active —
+unless its quant had to be crushed to Q2 or Q3_K_S to fit), and only then how little its quant loses against full precision — a 1.5B model
 at Q8_0 loses less to quantization than an 8B at Q4_K_M but is still the weaker model.
 """
 
@@ -31,9 +32,29 @@ def runs_well(option: PlanOption) -> bool:
 
 
 def params_of(option: PlanOption, known: int | None = None) -> int:
-    """The model's parameter count: the published one where known (a catalog entry's header is
-    synthesized without MoE experts), else the header's."""
+    """The model's parameter count: the published one where known, else the header's."""
     return known or (option.model.n_params if option.model is not None else 0)
+
+
+def capability_params(option: PlanOption, known: int | None = None) -> int:
+    """What ranks models by capability: the parameter count, and for a mixture of experts the
+    geometric mean of its total and active parameters — the common rule of thumb for the dense
+    model it matches (Qwen3-30B-A3B ≈ 10B, gpt-oss-120b ≈ 25B); a heuristic, not a measurement."""
+    total = params_of(option, known)
+    model = option.model
+    if model is None or not model.is_moe or not model.n_params:
+        return total
+    experts = sum(t.n_elements for t in model.tensors if "_exps" in t.name)
+    active = model.n_params - experts * (1 - model.active_expert_share)
+    return int((total * active * total / model.n_params) ** 0.5)
+
+
+def fit_tier(option: PlanOption) -> int:
+    """0: the fast kind of fit — fully on the GPU, or (a mixture of experts) every layer on the GPU
+    with some routed experts in RAM; 1: a layer split; 2: the CPU alone."""
+    if option.verdict == "partial" and option.cpu_moe_layers and option.all_layers_on_gpu:
+        return 0
+    return FIT_TIER.get(option.verdict, 9)
 
 
 def pick_key(option: PlanOption | None, downloads: int = 0, params: int | None = None, trust: int = 0) -> tuple:
@@ -43,8 +64,8 @@ def pick_key(option: PlanOption | None, downloads: int = 0, params: int | None =
     if option is None:
         return (1,)
     loss = estimated_loss(option)
-    return (0, not runs_well(option), loss > HEAVY_LOSS_KLD, FIT_TIER.get(option.verdict, 9),
-            -params_of(option, params), trust, loss, -downloads)
+    return (0, not runs_well(option), loss > HEAVY_LOSS_KLD, fit_tier(option),
+            -capability_params(option, params), trust, loss, -downloads)
 
 
 def estimated_loss(option: PlanOption) -> float:
@@ -66,7 +87,8 @@ def best_json(option: PlanOption, params: int | None = None) -> dict[str, Any]:
     """The ``best`` object of ``search --fits --json`` rows."""
     return {"file": option.file, "quant": option.quant, "verdict": option.verdict,
             "tokens_per_s": option.tokens_per_s, "quality_loss": option.quality_loss, "size": option.size,
-            "params": params_of(option, params) or None, "runs_well": runs_well(option)}
+            "params": params_of(option, params) or None, "runs_well": runs_well(option),
+            "gpu_layers": option.gpu_layers, "cpu_moe_layers": option.cpu_moe_layers, "summary": option.summary()}
 
 
 def rank_search_rows(rows: list[dict[str, Any]], hw: Hardware, ctx: int | None = None) -> None:
@@ -98,6 +120,9 @@ class MachinePick:
         speed = f"~{self.option.tokens_per_s:.0f} tokens/s" if self.option.tokens_per_s else "speed unknown"
         where = {"full_gpu": "fully on the GPU", "partial": f"{self.option.gpu_layers} of "
                  f"{self.option.n_layers + 1} layers on the GPU", "cpu_only": "on the CPU"}.get(self.option.verdict, "")
+        if self.option.cpu_moe_layers:
+            where = ("every layer on the GPU" if self.option.all_layers_on_gpu else where) + \
+                f" with the experts of {self.option.cpu_moe_layers} in RAM"
         return f"{self.option.quant}, {where}, {speed}"
 
 

@@ -61,7 +61,7 @@ def test_a_moe_model_on_a_small_card_shows_every_layer_on_the_gpu_and_experts_in
     view.show()
     qtbot.waitExposed(view)
     n = option.cpu_moe_layers
-    assert view.cells(FIT_COLUMN) == [f"full GPU, experts {n}/48 in RAM"]
+    assert view.cells(FIT_COLUMN) == [f"full GPU but experts {n}/48 in RAM"]
     assert f"routed experts of the first {n} of 48 layers stay in RAM" in view.table.item(0, FIT_COLUMN).toolTip()
     assert f"experts of {n} of 48 layers in RAM" in view.notes.text()
     # the chart shows the experts as their own part of the RAM bar, the legend names them

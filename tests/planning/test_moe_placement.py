@@ -110,14 +110,21 @@ def test_the_hybrid_beats_the_best_plain_layer_split(a3b):
                 assert chosen.tokens_per_s > 1.1 * tokens_per_second(info, m, budget, k, 0), preset
 
 
-@pytest.mark.parametrize("preset", ["nvidia-8gb", "nvidia-12gb", "nvidia-16gb", "nvidia-24gb"])
+UNIFIED_TIGHT = Budget(vram=16 * GiB, ram=int(19.2 * GiB), vendor="apple", unified=True, gpu_bandwidth=400e9,
+                       ram_bandwidth=400e9, cpu_cores=8, backend="metal")
+
+
+@pytest.mark.parametrize("preset", ["nvidia-8gb", "nvidia-12gb", "nvidia-16gb", "nvidia-24gb", "unified-tight"])
 def test_the_search_finds_the_fastest_placement_a_brute_force_finds(a3b, preset):
-    hw = load_hardware_spec(preset)
-    budget = Budget.of(hw)
+    if preset == "unified-tight":  # one pool: GPU buffers and RAM together may not exceed it
+        budget, cores = UNIFIED_TIGHT, 8
+    else:
+        hw = load_hardware_spec(preset)
+        budget, cores = Budget.of(hw), hw.cpu.cores
     for quant, info in a3b.items():
-        s = settings_for(info, 4096, "f16", repack=False, n_threads=hw.cpu.cores)
+        s = settings_for(info, 4096, "f16", repack=False, n_threads=cores)
         best = None
-        for k in range(0, 50, 2):  # every other split, every expert count: 1,225 placements
+        for k in range(0, 50):  # every split, every expert count: 2,401 placements
             for n in range(0, 49):
                 m = placement_memory(info, s, k, budget.gpu_runtime, budget.process_ram, n)
                 if budget.fits(m):
@@ -171,3 +178,64 @@ def test_the_load_log_names_the_tensors_an_override_moved():
     report = load_report_from_log(lines)
     assert report["overridden"] == {"blk.0.ffn_gate_exps.weight": "CPU", "blk.1.ffn_up_exps.weight": "CPU"}
     assert report["gpu_layers"] == 5 and report["buffers"]["CPU_Mapped model"] == 7 * 2**20
+
+
+def test_forced_expert_counts_and_splits_still_fit_the_machine(a3b, tmp_path):
+    from quantdesk.base.errors import QuantDeskError
+    from quantdesk.chat.engine import plan_load
+
+    path = tmp_path / "a3b-Q4_K_M.gguf"
+    factory.write_header_only(path, factory.QWEN3_30B_A3B, "Q4_K_M")
+    hw = load_hardware_spec("nvidia-12gb")
+    budget = Budget.of(hw)
+    info = load_model_info(path)
+    s = settings_for(info, 4096, "f16", repack=False, n_threads=hw.cpu.cores)
+    # too few experts in RAM for every layer on the GPU: fewer layers go there instead
+    few = plan_load(path, hw, cpu_moe=5)
+    k = few.settings.n_gpu_layers
+    assert few.settings.cpu_moe_layers == 5 and 0 < k < 49
+    assert placement_memory(info, s, k, budget.gpu_runtime, budget.process_ram, 5).vram <= budget.vram
+    assert any(f"{k} of 49 layers go on the GPU" in n and "--cpu-moe 5 changes nothing" in n for n in few.notes)
+    more = plan_load(path, hw, cpu_moe=30)  # enough experts in RAM: every layer on the GPU
+    assert more.settings.n_gpu_layers == 49 and more.settings.cpu_moe_layers == 30
+    assert any("every layer runs on the GPU; the routed experts of blocks 0–29 stay in RAM" in n for n in more.notes)
+    # a split forced by hand gets the fewest experts in RAM that make it fit
+    split = plan_load(path, hw, gpu_layers=30)
+    assert split.settings.n_gpu_layers == 30 and split.settings.cpu_moe_layers > 19
+    assert placement_memory(info, s, 30, budget.gpu_runtime, budget.process_ram,
+                            split.settings.cpu_moe_layers).vram <= budget.vram
+    none = plan_load(path, hw, cpu_moe=0, gpu_layers=20)
+    assert none.settings.cpu_moe_layers == 0
+    with pytest.raises(QuantDeskError, match="does not fit"):
+        plan_load(path, load_hardware_spec("nvidia-8gb"), cpu_moe=10)
+
+
+def test_expert_tensors_without_an_expert_count_are_not_planned_as_moe(tmp_path):
+    import dataclasses
+
+    info = load_model_info(factory.write_header_only(tmp_path / "m.gguf", factory.QWEN3_30B_A3B, "Q2_K"))
+    broken = dataclasses.replace(info, n_expert=0, n_expert_used=0)
+    assert not broken.is_moe and broken.moe_layers() == []
+    unused = dataclasses.replace(info, n_expert_used=0)
+    assert not unused.is_moe and unused.moe_layers() == []
+
+
+def test_a_split_model_keeps_each_parts_mapped_span_in_ram(tmp_path):
+    parts = factory.write_split_model(tmp_path, "moe", factory.MOE_SMALL, parts=2)
+    info = load_model_info(parts[0])
+    assert len(info.files) == 2 and set(info.tensor_files) == {0, 1}
+    s = settings_for(info, 1024, "f16", repack=False)
+    m = placement_memory(info, s, info.n_layer + 1, "vulkan", None, info.n_layer)
+    cpu_tensors = sum(t.n_bytes for t in info.tensors if is_expert_tensor(t.name) or t.name == "token_embd.weight")
+    # the attention weights between the experts stay mapped in each part, as llama.cpp leaves them
+    assert m.weights_cpu > cpu_tensors
+    assert m.weights_cpu <= sum(p.stat().st_size for p in parts)
+
+
+def test_picks_count_a_hybrid_as_the_fast_kind_of_fit_and_moe_by_its_dense_equivalent(a3b):
+    from quantdesk.planning.picks import capability_params, fit_tier
+
+    option = plan_model(a3b["Q4_K_M"], load_hardware_spec("nvidia-12gb"), 4096, "f16")
+    assert option.cpu_moe_layers and fit_tier(option) == 0
+    # Qwen3-30B-A3B: 30.5B total, 3.3B active -> about a 10B dense model
+    assert 9e9 < capability_params(option, 30_500_000_000) < 11e9

@@ -50,7 +50,7 @@ def quality_tip(quant: str, kld: float | None) -> str:
 def fit_badge(o: PlanOption) -> str:
     if o.verdict == "partial" and o.cpu_moe_layers:  # the row's tooltip says it in full
         experts = f"experts {o.cpu_moe_layers}/{o.n_layers} in RAM"
-        return (f"full GPU, {experts}" if o.all_layers_on_gpu
+        return (f"full GPU but {experts}" if o.all_layers_on_gpu
                 else f"partial {o.gpu_layers} of {o.n_layers + 1}, {experts}")
     return {"full_gpu": "full GPU", "partial": f"partial {o.gpu_layers} of {o.n_layers + 1}",
             "cpu_only": "CPU only", "no_fit": "won't fit"}[o.verdict]
