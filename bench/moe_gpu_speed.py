@@ -73,7 +73,9 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--ctx", type=int, default=4096)
     parser.add_argument("--jsonl", help="also write one JSON row per placement here")
-    parser.add_argument("--software-gpu", action="store_true", help="use Mesa's software Vulkan device")
+    parser.add_argument("--software-gpu", action="store_true",
+                        help="use Mesa's software Vulkan device (with flash attention off: MoE graphs with it crash "
+                             "inside Mesa, docs/moe-placement.md)")
     args = parser.parse_args()
     if args.software_gpu:
         from tests.support.software_gpu import software_gpu_env
@@ -110,6 +112,8 @@ def main() -> int:
             first_gpu = n - (k - 1)
             hops = 2 * sum(1 for layer in info.moe_layers() if first_gpu <= layer < moe)
             la = load_args(s, k, moe)
+            if args.software_gpu:
+                la["flash_attn"] = False
             result = run_child(path, la, args.tokens)
             measured = result.get("gen_tps")
             hop_us = None
