@@ -42,6 +42,21 @@ class QuantizeProgress:
             self.close()
         sys.stderr.flush()
 
+    def converting(self, ev) -> None:
+        """A checkpoint being converted to GGUF first: bytes written of the total."""
+        now = time.monotonic()
+        done = ev.done >= ev.total
+        if now - self.last < (0.1 if self.tty else 2.0) and not done:
+            return
+        self.last = now
+        frac = ev.done / ev.total if ev.total else 1.0
+        text = f"[{'#' * int(30 * frac):30}] {frac:6.1%} converting to GGUF: {fmt_bytes(ev.done)} of {fmt_bytes(ev.total)}"
+        sys.stderr.write(("\r" + text.ljust(118)) if self.tty else text + "\n")
+        self.open_line = self.tty
+        if done:
+            self.close()
+        sys.stderr.flush()
+
     def close(self) -> None:
         """End a redrawn line, so what follows (an error, say) starts on a line of its own."""
         if self.open_line:
@@ -89,6 +104,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from quantdesk.quantize.evaluate import QualityReport
     from quantdesk.quantize.job import Registered, SourceReady, run_job
     from quantdesk.quantize.quantizer import TensorProgress
+    from quantdesk.quantize.source import Converting
 
     from quantdesk.quantize import journal
 
@@ -106,6 +122,11 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             for ev in job:
                 if isinstance(ev, DownloadEvent):
                     download_bar.update(ev)
+                elif isinstance(ev, Converting):
+                    bar.converting(ev)
+                elif isinstance(ev, SourceReady) and ev.source.converted_from is not None:
+                    print(f"converted {ev.source.converted_from.name} to GGUF ({fmt_bytes(ev.source.path.stat().st_size)}"
+                          ", removed once quantized)", file=sys.stderr)
                 elif isinstance(ev, SourceReady) and ev.downloaded_from:
                     print(f"using {ev.source.path.name} from {ev.downloaded_from} (sha256 verified)", file=sys.stderr)
                 elif isinstance(ev, Preflight) and ev.ok:
@@ -142,8 +163,10 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction, add_common: Callable[[argparse.ArgumentParser], None]) -> None:
-    p = sub.add_parser("quantize", help="quantize an F16/BF16/F32 GGUF locally with llama.cpp (Q4_K_M, Q8_0, ...)")
-    p.add_argument("input", help="a local .gguf, a library model name, or a hub repo id with a full-precision file")
+    p = sub.add_parser("quantize", help="quantize an F16/BF16/F32 GGUF (or a Hugging Face checkpoint folder) locally "
+                                        "with llama.cpp (Q4_K_M, Q8_0, ...)")
+    p.add_argument("input", help="a local .gguf, a library model name, a hub repo id with a full-precision file, or "
+                                 "a folder holding a Hugging Face checkpoint (llama/Mistral, SentencePiece tokenizer)")
     p.add_argument("--type", required=True, metavar="TYPE",
                    help="target preset, e.g. Q4_K_M, Q5_K_M, Q6_K, Q8_0, IQ4_XS (an unknown one lists them all)")
     p.add_argument("-o", "--output", default=None,

@@ -24,7 +24,7 @@ from quantdesk.base.paths import data_dir
 from quantdesk.base.settings import models_dir
 from quantdesk.gguf.model_info import SPLIT_RE, load_model_info, split_parts
 
-SOURCES = ("downloaded", "quantized", "imported")
+SOURCES = ("downloaded", "quantized", "converted+quantized", "imported")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
     name TEXT PRIMARY KEY,

@@ -31,8 +31,11 @@ from quantdesk.quantize.quantizer import (
     prepare,
     quantize,
 )
+from quantdesk.convert.checkpoint import is_checkpoint_folder
 from quantdesk.quantize.source import (
+    Converting,
     QuantizeSource,
+    checkpoint_source,
     library_copy,
     local_source,
     pick_full_precision,
@@ -80,8 +83,8 @@ class Evaluating:
     tokens: int
 
 
-JobEvent = (SourceReady | DownloadEvent | Preflight | Started | TensorProgress | QuantizeResult | Registered
-            | Evaluating | QualityReport)
+JobEvent = (SourceReady | DownloadEvent | Converting | Preflight | Started | TensorProgress | QuantizeResult
+            | Registered | Evaluating | QualityReport)
 
 
 def _not_a_source(spec: str) -> QuantDeskError:
@@ -92,6 +95,9 @@ def check_job(spec: str, preset_name: str, output: str | Path | None = None, *, 
               evaluate_quality: bool = False, eval_tokens: int = DEFAULT_TOKENS, threads: int | None = None,
               hardware: Hardware | None = None, revision: str | None = None) -> JobCheck:
     """Everything knowable before the job starts; raises for an input or type that cannot be used at all."""
+    if is_checkpoint_folder(spec):
+        raise QuantDeskError("a checkpoint folder is converted and quantized from the command line for now: "
+                             f"quantdesk quantize {spec} --type {preset_name}")
     source = local_source(spec)
     if source is None:
         if not REPO_ID_RE.match(spec):
@@ -126,7 +132,25 @@ def run_job(spec: str, preset_name: str, output: str | Path | None = None, *, ov
             evaluate_quality: bool = False, eval_tokens: int = DEFAULT_TOKENS, threads: int | None = None,
             hardware: Hardware | None = None, revision: str | None = None,
             cancel: threading.Event | None = None) -> Iterator[JobEvent]:
-    """Run the job; the events end with ``Registered`` (and a ``QualityReport`` when evaluating)."""
+    """Run the job; the events end with ``Registered`` (and a ``QualityReport`` when evaluating).
+    A checkpoint folder is converted to a temporary GGUF first (``Converting`` events), removed at
+    the end."""
+    if is_checkpoint_folder(spec):
+        converted: QuantizeSource | None = None
+        try:
+            for item in checkpoint_source(spec, cancel):
+                if isinstance(item, QuantizeSource):
+                    converted = item
+                else:
+                    yield item
+            assert converted is not None
+            yield SourceReady(converted, None)
+            yield from _quantize_source(converted, preset_name, output, overwrite, evaluate_quality, eval_tokens,
+                                        threads, hardware, cancel)
+        finally:
+            if converted is not None:
+                converted.path.unlink(missing_ok=True)
+        return
     source = local_source(spec)
     if source is None:
         if not REPO_ID_RE.match(spec):
@@ -144,6 +168,13 @@ def run_job(spec: str, preset_name: str, output: str | Path | None = None, *, ov
         yield SourceReady(source, spec)
     else:
         yield SourceReady(source, None)
+    yield from _quantize_source(source, preset_name, output, overwrite, evaluate_quality, eval_tokens, threads,
+                                hardware, cancel)
+
+
+def _quantize_source(source: QuantizeSource, preset_name: str, output: str | Path | None, overwrite: bool,
+                     evaluate_quality: bool, eval_tokens: int, threads: int | None, hardware: Hardware | None,
+                     cancel: threading.Event | None) -> Iterator[JobEvent]:
     result = None
     entry = None  # the journal entry: what a killed run leaves is put right on the next start
     job = quantize(source.path, preset_name, output, threads=threads, hardware=hardware, cancel=cancel,

@@ -28,12 +28,24 @@ class QuantizeSource:
     sha256: str | None = None  # known without hashing (library record, verified download)
     repo: str | None = None
     library_name: str | None = None
+    converted_from: Path | None = None  # a checkpoint folder this GGUF was converted from (then temporary)
+
+
+@dataclass(frozen=True)
+class Converting:
+    """A checkpoint is being converted to GGUF before quantizing: bytes written of the total."""
+
+    done: int
+    total: int
+    output_bytes: int = 0
 
 
 def local_source(spec: str, library: Library | None = None) -> QuantizeSource | None:
     """``spec`` as a local file (any part of a split model) or a library model's name; else None."""
     library = library or Library()
     path = Path(spec).expanduser()
+    if path.is_dir():
+        return None  # a checkpoint folder: checkpoint_source converts it first
     if path.exists():
         first = split_parts(path.absolute())[0]  # the quantizer reads a split model from its first part
         model = library.find(str(first))
@@ -103,10 +115,56 @@ def repo_source(repo_id: str, revision: str | None = None, cancel: threading.Eve
     yield QuantizeSource(Path(files[0]["path"]), files[0]["sha256"], repo_id, model.name)
 
 
+# Working memory of a conversion beyond its largest tensor's elements (float32 widening, the output
+# copy, a permuted copy: up to 10 bytes each) and the interpreter.
+CONVERT_RAM_PER_ELEMENT, CONVERT_RAM_BASE = 10, 256 << 20
+# Disk for the converted file and the quantized output beside it (a Q8_0 is 53% of an F16) + margin.
+CONVERT_DISK_FACTOR, CONVERT_DISK_MARGIN = 1.6, 256 << 20
+
+
+def checkpoint_source(folder: str | Path, cancel: threading.Event | None = None) -> Iterator[object]:
+    """Convert the Hugging Face checkpoint in ``folder`` to a temporary GGUF (checked first: config,
+    shards, tokenizer, shapes; then RAM and disk for the conversion and the quantized file beside it).
+    Yields ``Converting`` events; the last item is the source (``converted_from`` set)."""
+    import shutil
+
+    import psutil
+
+    from quantdesk.base.settings import models_dir
+    from quantdesk.base.units import fmt_bytes
+    from quantdesk.convert.convert import ConversionResult, ConvertProgress, convert_steps, plan_conversion
+
+    plan = plan_conversion(folder)
+    work = models_dir() / ".converting"
+    work.mkdir(parents=True, exist_ok=True)
+    need_disk = int(plan.output_bytes * CONVERT_DISK_FACTOR) + CONVERT_DISK_MARGIN
+    free = shutil.disk_usage(work).free
+    if need_disk > free:
+        raise QuantDeskError(f"not enough disk space in {work}: converting {plan.checkpoint.folder.name} and "
+                             f"quantizing it needs about {fmt_bytes(need_disk)} but only {fmt_bytes(free)} is free")
+    need_ram = plan.largest_tensor * CONVERT_RAM_PER_ELEMENT + CONVERT_RAM_BASE
+    available = psutil.virtual_memory().available
+    if need_ram > available:
+        raise QuantDeskError(f"not enough memory to convert {plan.checkpoint.folder.name}: its largest tensor needs "
+                             f"about {fmt_bytes(need_ram)} but only {fmt_bytes(available)} is available")
+    bf16 = plan.checkpoint.get("torch_dtype") == "bfloat16"
+    output = work / f"{plan.checkpoint.folder.name}-{'BF16' if bf16 else 'F16'}.gguf"
+    result = None
+    for event in convert_steps(plan.checkpoint.folder, output, cancel=cancel):
+        if isinstance(event, ConvertProgress):
+            yield Converting(event.done, event.total, plan.output_bytes)
+        elif isinstance(event, ConversionResult):
+            result = event
+    assert result is not None
+    yield QuantizeSource(result.output, None, None, None, plan.checkpoint.folder)
+
+
 def register_quantized(output: Path, preset: str, source: QuantizeSource,
                        library: Library | None = None) -> LibraryModel:
-    """Hash the new file and add it to the library with the input's hash as its origin."""
+    """Hash the new file and add it to the library with the input's hash as its origin (a converted
+    checkpoint: the converted GGUF's hash, and ``source="converted+quantized"``)."""
     source_sha = source.sha256 or (sha256_file(source.path) if source.path.is_file() else None)
     files = [{"path": str(output), "size": output.stat().st_size, "sha256": sha256_file(output)}]
-    return (library or Library()).add(files=files, source="quantized", repo=source.repo, quant=preset,
+    kind = "converted+quantized" if source.converted_from is not None else "quantized"
+    return (library or Library()).add(files=files, source=kind, repo=source.repo, quant=preset,
                                       source_sha256=source_sha)

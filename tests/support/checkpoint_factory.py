@@ -1,0 +1,166 @@
+"""Tiny Hugging Face checkpoints made locally: config.json, safetensors shards, a SentencePiece
+tokenizer trained on the spot, tokenizer_config.json with a chat template — and a numpy reference
+forward pass of the same model, the yardstick for what llama.cpp computes from the converted file."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+
+CORPUS_WORDS = ("the quick brown fox jumps over a lazy dog while seven wizards quietly hex jolly boxing "
+                "numbers like 12345 and 2026 meet punctuation, quotes \"here\" and accents: café, naïve, "
+                "über; plus emoji-free symbols # $ % & * ( ) [ ] { } < > / \\ | ~ ` ^ = + - _").split()
+CHAT_TEMPLATE = ("{% for m in messages %}{{ '<s>[' + m['role'] + '] ' + m['content'] + '</s>' }}{% endfor %}"
+                 "{% if add_generation_prompt %}{{ '<s>[assistant] ' }}{% endif %}")
+
+
+def train_sentencepiece(folder: Path, vocab_size: int = 400, seed: int = 0) -> Path:
+    """A byte-fallback BPE SentencePiece model like Llama 2's, trained on a generated corpus."""
+    import sentencepiece as spm
+
+    rng = np.random.default_rng(seed)
+    lines = [" ".join(rng.choice(CORPUS_WORDS, size=12)) for _ in range(2000)]
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_prefix=str(folder / "tokenizer"), vocab_size=vocab_size,
+        model_type="bpe", byte_fallback=True, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        hard_vocab_limit=False, minloglevel=2, num_threads=1)
+    (folder / "tokenizer.vocab").unlink(missing_ok=True)
+    return folder / "tokenizer.model"
+
+
+def write_safetensors(path: Path, tensors: dict[str, np.ndarray], bf16: bool = False) -> None:
+    """float32 arrays written as F32/F16 as given, or as BF16 (rounded to nearest even) with ``bf16``."""
+    header, blobs, offset = {}, [], 0
+    for name, array in tensors.items():
+        if bf16 and array.dtype == np.float32:
+            bits = array.astype(np.float32).view(np.uint32)
+            data = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype("<u2").tobytes()
+            dtype = "BF16"
+        else:
+            dtype = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16"}[array.dtype]
+            data = array.astype(array.dtype.newbyteorder("<")).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    with path.open("wb") as fh:
+        fh.write(struct.pack("<Q", len(raw)))
+        fh.write(raw)
+        for blob in blobs:
+            fh.write(blob)
+
+
+def llama_weights(cfg: dict, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    e, ff, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+    hd = cfg.get("head_dim") or e // cfg["num_attention_heads"]
+    q, kv = cfg["num_attention_heads"] * hd, cfg["num_key_value_heads"] * hd
+
+    def mat(rows: int, cols: int) -> np.ndarray:
+        return (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(np.float32)
+
+    def norm() -> np.ndarray:
+        return (1.0 + 0.1 * rng.standard_normal(e)).astype(np.float32)
+
+    out = {"model.embed_tokens.weight": rng.standard_normal((v, e)).astype(np.float32)}
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        out |= {p + "input_layernorm.weight": norm(), p + "self_attn.q_proj.weight": mat(q, e),
+                p + "self_attn.k_proj.weight": mat(kv, e), p + "self_attn.v_proj.weight": mat(kv, e),
+                p + "self_attn.o_proj.weight": mat(e, q), p + "post_attention_layernorm.weight": norm(),
+                p + "mlp.gate_proj.weight": mat(ff, e), p + "mlp.up_proj.weight": mat(ff, e),
+                p + "mlp.down_proj.weight": mat(e, ff)}
+    out["model.norm.weight"] = norm()
+    if not cfg.get("tie_word_embeddings"):
+        out["lm_head.weight"] = mat(v, e)
+    return out
+
+
+def write_llama_checkpoint(folder: Path, *, shards: int = 1, bf16: bool = False, seed: int = 0,
+                           tie_word_embeddings: bool = False, architecture: str = "LlamaForCausalLM",
+                           rope_scaling: dict | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """A loadable tiny llama checkpoint in ``folder``; returns its config and its float32 weights
+    (as stored: BF16-rounded when ``bf16``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_sentencepiece(folder)
+    import sentencepiece as spm
+
+    vocab = spm.SentencePieceProcessor(model_file=str(tokenizer)).vocab_size()
+    cfg = {"architectures": [architecture], "model_type": "llama", "hidden_size": 256, "intermediate_size": 512,
+           "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": vocab,
+           "max_position_embeddings": 2048, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+           "tie_word_embeddings": tie_word_embeddings, "bos_token_id": 1, "eos_token_id": 2,
+           "torch_dtype": "bfloat16" if bf16 else "float32"}
+    if rope_scaling:
+        cfg["rope_scaling"] = rope_scaling
+    (folder / "config.json").write_text(json.dumps(cfg))
+    (folder / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "eos_token_id": 2}))
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
+        "unk_token": "<unk>", "chat_template": CHAT_TEMPLATE}))
+    weights = llama_weights(cfg, seed)
+    names = list(weights)
+    if shards == 1:
+        write_safetensors(folder / "model.safetensors", weights, bf16)
+    else:
+        per = -(-len(names) // shards)
+        weight_map = {}
+        for no in range(shards):
+            part = f"model-{no + 1:05d}-of-{shards:05d}.safetensors"
+            chunk = {n: weights[n] for n in names[no * per:(no + 1) * per]}
+            write_safetensors(folder / part, chunk, bf16)
+            weight_map |= {n: part for n in chunk}
+        (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    if bf16:
+        weights = {n: _bf16_round(w) for n, w in weights.items()}
+    return cfg, weights
+
+
+def _bf16_round(a: np.ndarray) -> np.ndarray:
+    bits = a.astype(np.float32).view(np.uint32)
+    return (((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16).astype(np.uint32).view(np.float32)
+
+
+def reference_logits(cfg: dict, w: dict[str, np.ndarray], tokens: list[int]) -> np.ndarray:
+    """Hugging Face's Llama forward pass in numpy (float64): the logits of every position."""
+    e, n_head, n_kv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    hd = cfg.get("head_dim") or e // n_head
+    eps, theta, n = cfg["rms_norm_eps"], cfg["rope_theta"], len(tokens)
+
+    def rms(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * g
+
+    inv = 1.0 / theta ** (np.arange(0, hd, 2, dtype=np.float64) / hd)
+    ang = np.outer(np.arange(n, dtype=np.float64), inv)
+    cos, sin = np.cos(np.concatenate([ang, ang], -1)), np.sin(np.concatenate([ang, ang], -1))
+
+    def rope(x: np.ndarray) -> np.ndarray:  # (heads, n, hd), rotate-half as transformers does
+        half = np.concatenate([-x[..., hd // 2:], x[..., :hd // 2]], -1)
+        return x * cos + half * sin
+
+    f = {k: v.astype(np.float64) for k, v in w.items()}
+    x = f["model.embed_tokens.weight"][tokens]
+    mask = np.triu(np.full((n, n), -np.inf), 1)
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        h = rms(x, f[p + "input_layernorm.weight"])
+        q = (h @ f[p + "self_attn.q_proj.weight"].T).reshape(n, n_head, hd).transpose(1, 0, 2)
+        k = (h @ f[p + "self_attn.k_proj.weight"].T).reshape(n, n_kv, hd).transpose(1, 0, 2)
+        v = (h @ f[p + "self_attn.v_proj.weight"].T).reshape(n, n_kv, hd).transpose(1, 0, 2)
+        q, k = rope(q), rope(k)
+        k, v = np.repeat(k, n_head // n_kv, 0), np.repeat(v, n_head // n_kv, 0)
+        s = q @ k.transpose(0, 2, 1) / np.sqrt(hd) + mask
+        s = np.exp(s - s.max(-1, keepdims=True))
+        s /= s.sum(-1, keepdims=True)
+        o = (s @ v).transpose(1, 0, 2).reshape(n, n_head * hd)
+        x = x + o @ f[p + "self_attn.o_proj.weight"].T
+        h = rms(x, f[p + "post_attention_layernorm.weight"])
+        g = h @ f[p + "mlp.gate_proj.weight"].T
+        x = x + ((g / (1 + np.exp(-g))) * (h @ f[p + "mlp.up_proj.weight"].T)) @ f[p + "mlp.down_proj.weight"].T
+    x = rms(x, f["model.norm.weight"])
+    head = f.get("lm_head.weight", f["model.embed_tokens.weight"])
+    return x @ head.T
