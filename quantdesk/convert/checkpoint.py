@@ -14,7 +14,8 @@ from typing import Any
 from quantdesk.base.errors import QuantDeskError
 
 # HF class name -> llama.cpp architecture, for the architectures this converter has proven.
-SUPPORTED = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama"}
+SUPPORTED = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
+             "Qwen3ForCausalLM": "qwen3"}
 
 
 class CheckpointError(QuantDeskError):

@@ -6,7 +6,9 @@ memory is near the largest tensor, not the model. The output is written beside i
 renamed only when complete; a failure or a cancel removes it.
 
 llama (and Mistral, which llama.cpp runs as llama): Q and K rows are permuted from Hugging Face's
-rotate-half RoPE layout to llama.cpp's interleaved one, as llama.cpp's converter does.
+rotate-half RoPE layout to llama.cpp's interleaved one, as llama.cpp's converter does. Qwen2 and
+Qwen3 run with llama.cpp's rotate-half ("NEOX") RoPE and keep their rows as they are; Qwen2 adds
+Q/K/V biases, Qwen3 per-head Q/K norms and a head width of its own.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from quantdesk.convert.safetensors_file import SafetensorsError, SafetensorsFile
 from quantdesk.convert.tokenizer import Vocabulary, load_vocabulary
 
 IGNORED = (".rotary_emb.inv_freq",)  # buffers some checkpoints store; llama.cpp computes them
+GGUF_ARCH = {"llama": MODEL_ARCH.LLAMA, "qwen2": MODEL_ARCH.QWEN2, "qwen3": MODEL_ARCH.QWEN3}
+PERMUTES_QK = {"llama"}  # the architectures whose RoPE pairs interleave in llama.cpp
 
 
 class ConversionCancelled(CheckpointError):
@@ -161,7 +165,8 @@ def _expected_shapes(hp: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     """Hugging Face shapes (out, in) of one block's tensors and the model's own."""
     e, hd = hp["n_embd"], hp["head_dim"]
     q, kv, ff = hp["n_head"] * hd, hp["n_head_kv"] * hd, hp["n_ff"]
-    return {"self_attn.q_proj.weight": (q, e), "self_attn.k_proj.weight": (kv, e),
+    return {"self_attn.q_proj.bias": (q,), "self_attn.k_proj.bias": (kv,), "self_attn.v_proj.bias": (kv,),
+            "self_attn.q_norm.weight": (hd,), "self_attn.k_norm.weight": (hd,),"self_attn.q_proj.weight": (q, e), "self_attn.k_proj.weight": (kv, e),
             "self_attn.v_proj.weight": (kv, e), "self_attn.o_proj.weight": (e, q),
             "mlp.gate_proj.weight": (ff, e), "mlp.up_proj.weight": (ff, e), "mlp.down_proj.weight": (e, ff),
             "input_layernorm.weight": (e,), "post_attention_layernorm.weight": (e,),
@@ -170,7 +175,7 @@ def _expected_shapes(hp: dict[str, Any]) -> dict[str, tuple[int, ...]]:
 
 
 def _plan_tensors(ck: Checkpoint, hp: dict[str, Any], vocab: Vocabulary) -> list[TensorPlan]:
-    names = get_tensor_name_map(MODEL_ARCH.LLAMA, hp["n_layer"])
+    names = get_tensor_name_map(GGUF_ARCH[ck.architecture], hp["n_layer"])
     expected = _expected_shapes(hp)
     entries: dict[str, tuple[Path, Any]] = {}
     try:
@@ -198,8 +203,9 @@ def _plan_tensors(ck: Checkpoint, hp: dict[str, Any], vocab: Vocabulary) -> list
                                   "weights and the config do not belong together")
         if name == "lm_head.weight" and hp["tied"]:
             continue
-        heads = (hp["n_head"] if name.endswith("q_proj.weight")
-                 else hp["n_head_kv"] if name.endswith("k_proj.weight") else None)
+        permute = ck.architecture in PERMUTES_QK
+        heads = (hp["n_head"] if permute and name.endswith("q_proj.weight")
+                 else hp["n_head_kv"] if permute and name.endswith("k_proj.weight") else None)
         out = (GGMLQuantizationType.F32 if len(entry.shape) == 1
                else GGMLQuantizationType.BF16 if entry.dtype == "BF16" else GGMLQuantizationType.F16)
         plan.append(TensorPlan(name, gguf_name, shard, entry.dtype, tuple(entry.shape), out, heads))
@@ -247,7 +253,7 @@ def _write_metadata(w: GGUFWriter, ck: Checkpoint, hp: dict[str, Any], vocab: Vo
     w.add_head_count(hp["n_head"])
     w.add_head_count_kv(hp["n_head_kv"])
     w.add_rope_dimension_count(hp["head_dim"])
-    if hp["head_dim"] != hp["n_embd"] // hp["n_head"]:
+    if hp["head_dim"] != hp["n_embd"] // hp["n_head"] or ck.architecture == "qwen3":
         w.add_key_length(hp["head_dim"])
         w.add_value_length(hp["head_dim"])
     w.add_rope_freq_base(hp["rope_theta"])

@@ -1,11 +1,10 @@
 """The checkpoint's tokenizer, carried into the GGUF as llama.cpp reads it.
 
 SentencePiece (``tokenizer.model``, what Llama 2 and Mistral ship) through the ``gguf`` package's
-reader; the special tokens, whether BOS is added, and the chat template from ``tokenizer_config.json``
-and ``tokenizer.json`` through its ``SpecialVocab``. Hugging Face BPE tokenizers (``tokenizer.json``
-alone: Llama 3, Qwen) need llama.cpp's pre-tokenizer name, which its converter identifies by hashing
-the tokenizer's output on a reference text; that is not done here yet, so they are refused rather
-than guessed.
+reader; byte-level BPE (``tokenizer.json`` alone: Llama 3, Qwen 2/3) with llama.cpp's pre-tokenizer
+identified from its split expression (``convert.bpe``), merges included. The special tokens, whether
+BOS is added, and the chat template come from ``tokenizer_config.json`` and ``tokenizer.json``
+through the ``gguf`` package's ``SpecialVocab``.
 """
 
 from __future__ import annotations
@@ -22,10 +21,12 @@ from quantdesk.convert.checkpoint import Checkpoint, CheckpointError
 
 @dataclass
 class Vocabulary:
-    tokens: list[bytes]
+    tokens: list[bytes] | list[str]
     scores: list[float]
     types: list[int]
     special: Any  # gguf.vocab.SpecialVocab
+    model: str = "llama"  # llama.cpp's tokenizer model: "llama" (SentencePiece) or "gpt2" (byte-level BPE)
+    pre: str = "default"
 
     @property
     def size(self) -> int:
@@ -38,10 +39,11 @@ class Vocabulary:
             tokens.append(f"[PAD{i}]".encode())
             scores.append(-1000.0)
             types.append(int(TokenType.UNUSED))
-        w.add_tokenizer_model("llama")
-        w.add_tokenizer_pre("default")
+        w.add_tokenizer_model(self.model)
+        w.add_tokenizer_pre(self.pre)
         w.add_token_list(tokens)
-        w.add_token_scores(scores)
+        if self.model == "llama":
+            w.add_token_scores(scores)
         w.add_token_types(types)
         self.special.add_to_gguf(w, quiet=True)
 
@@ -50,8 +52,7 @@ def load_vocabulary(ck: Checkpoint) -> Vocabulary:
     folder = ck.folder
     if not (folder / "tokenizer.model").is_file():
         if (folder / "tokenizer.json").is_file():
-            raise CheckpointError("this checkpoint's tokenizer is a Hugging Face BPE tokenizer (tokenizer.json), "
-                                  "which the converter cannot carry over yet; only SentencePiece (tokenizer.model)")
+            return _bpe_vocabulary(ck)
         raise CheckpointError("the checkpoint has no tokenizer (tokenizer.model or tokenizer.json)")
     quiet = logging.getLogger("gguf.vocab")
     level = quiet.level
@@ -71,3 +72,25 @@ def load_vocabulary(ck: Checkpoint) -> Vocabulary:
         scores.append(float(score))
         types.append(int(kind))
     return Vocabulary(tokens, scores, types, special)
+
+
+def _bpe_vocabulary(ck: Checkpoint) -> Vocabulary:
+    from quantdesk.convert.bpe import UnknownTokenizer, read_bpe
+
+    quiet = logging.getLogger("gguf.vocab")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        bpe = read_bpe(ck.folder / "tokenizer.json")
+        special = SpecialVocab(ck.folder, load_merges=True, n_vocab=ck.get("vocab_size"))
+    except UnknownTokenizer as exc:
+        raise CheckpointError(f"the tokenizer cannot be carried over: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"a tokenizer file is not UTF-8 text ({exc.reason}); the checkpoint is damaged") from None
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise CheckpointError(f"tokenizer.json cannot be read: {exc}") from None
+    finally:
+        quiet.setLevel(level)
+    if not special.merges:
+        raise CheckpointError("tokenizer.json has no BPE merges; the checkpoint's tokenizer is damaged")
+    return Vocabulary(bpe.tokens, [0.0] * len(bpe.tokens), bpe.types, special, "gpt2", bpe.pre)

@@ -122,7 +122,7 @@ class MachinePick:
                  f"{self.option.n_layers + 1} layers on the GPU", "cpu_only": "on the CPU"}.get(self.option.verdict, "")
         if self.option.cpu_moe_layers:
             where = ("every layer on the GPU" if self.option.all_layers_on_gpu else where) + \
-                f" with the experts of {self.option.cpu_moe_layers} in RAM"
+                f" with the experts of {self.option.cpu_moe_layers} of {self.option.n_layers} layers in RAM"
         return f"{self.option.quant}, {where}, {speed}"
 
 

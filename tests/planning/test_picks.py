@@ -9,11 +9,17 @@ from quantdesk.planning.picks import HEAVY_LOSS_KLD, machine_picks, model_key, r
 
 
 def test_an_8gb_gpu_gets_8b_models_fully_on_the_gpu_not_a_crushed_14b_or_a_tiny_one():
+    from quantdesk.catalog.offline import load_catalog
+    from quantdesk.planning.picks import capability_params, fit_tier
+
     picks = machine_picks(load_hardware_spec("nvidia-8gb"), ctx=4096, limit=3)
     assert len(picks) == 3
-    assert all(p.option.verdict == "full_gpu" for p in picks)
-    assert all(7e9 <= p.option.model.n_params <= 10e9 for p in picks), [p.repo for p in picks]
-    assert all(p.option.quality_loss <= HEAVY_LOSS_KLD for p in picks)
+    # fully on the GPU — or, for a mixture of experts, every layer on it with some experts in RAM
+    assert all(fit_tier(p.option) == 0 for p in picks)
+    assert all(p.option.verdict == "full_gpu" or p.option.cpu_moe_layers for p in picks)
+    sizes = [capability_params(p.option, load_catalog().find(p.repo).params) for p in picks]
+    assert all(7e9 <= n <= 10e9 for n in sizes), [(p.repo, n) for p, n in zip(picks, sizes)]
+    assert all(p.option.quality_loss is None or p.option.quality_loss <= HEAVY_LOSS_KLD for p in picks)
 
 
 def test_one_pick_per_model_whoever_quantized_it():

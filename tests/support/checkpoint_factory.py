@@ -74,6 +74,12 @@ def llama_weights(cfg: dict, seed: int = 0) -> dict[str, np.ndarray]:
                 p + "self_attn.o_proj.weight": mat(e, q), p + "post_attention_layernorm.weight": norm(),
                 p + "mlp.gate_proj.weight": mat(ff, e), p + "mlp.up_proj.weight": mat(ff, e),
                 p + "mlp.down_proj.weight": mat(e, ff)}
+        if cfg.get("model_type") == "qwen2":  # Q, K and V carry biases
+            out |= {p + f"self_attn.{x}_proj.bias": (0.1 * rng.standard_normal(n)).astype(np.float32)
+                    for x, n in (("q", q), ("k", kv), ("v", kv))}
+        if cfg.get("model_type") == "qwen3":  # Q and K are RMS-normed per head
+            out |= {p + f"self_attn.{x}_norm.weight": (1.0 + 0.1 * rng.standard_normal(hd)).astype(np.float32)
+                    for x in ("q", "k")}
     out["model.norm.weight"] = norm()
     if not cfg.get("tie_word_embeddings"):
         out["lm_head.weight"] = mat(v, e)
@@ -120,6 +126,12 @@ def write_llama_checkpoint(folder: Path, *, shards: int = 1, bf16: bool = False,
     return cfg, weights
 
 
+def _project(f: dict[str, np.ndarray], p: str, x: str, h: np.ndarray, heads: int, n: int, hd: int) -> np.ndarray:
+    """One of Q, K, V for every position, by head: (heads, n, hd); with its bias where it has one."""
+    y = h @ f[p + f"self_attn.{x}_proj.weight"].T + f.get(p + f"self_attn.{x}_proj.bias", 0.0)
+    return y.reshape(n, heads, hd).transpose(1, 0, 2)
+
+
 def _bf16_round(a: np.ndarray) -> np.ndarray:
     bits = a.astype(np.float32).view(np.uint32)
     return (((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16).astype(np.uint32).view(np.float32)
@@ -148,9 +160,9 @@ def reference_logits(cfg: dict, w: dict[str, np.ndarray], tokens: list[int]) -> 
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         h = rms(x, f[p + "input_layernorm.weight"])
-        q = (h @ f[p + "self_attn.q_proj.weight"].T).reshape(n, n_head, hd).transpose(1, 0, 2)
-        k = (h @ f[p + "self_attn.k_proj.weight"].T).reshape(n, n_kv, hd).transpose(1, 0, 2)
-        v = (h @ f[p + "self_attn.v_proj.weight"].T).reshape(n, n_kv, hd).transpose(1, 0, 2)
+        q, k, v = (_project(f, p, x, h, heads, n, hd) for x, heads in (("q", n_head), ("k", n_kv), ("v", n_kv)))
+        if p + "self_attn.q_norm.weight" in f:
+            q, k = rms(q, f[p + "self_attn.q_norm.weight"]), rms(k, f[p + "self_attn.k_norm.weight"])
         q, k = rope(q), rope(k)
         k, v = np.repeat(k, n_head // n_kv, 0), np.repeat(v, n_head // n_kv, 0)
         s = q @ k.transpose(0, 2, 1) / np.sqrt(hd) + mask
@@ -164,3 +176,53 @@ def reference_logits(cfg: dict, w: dict[str, np.ndarray], tokens: list[int]) -> 
     x = rms(x, f["model.norm.weight"])
     head = f.get("lm_head.weight", f["model.embed_tokens.weight"])
     return x @ head.T
+
+
+QWEN_CHAT_TEMPLATE = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
+                      "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+def train_bpe_tokenizer(folder: Path, pattern: str, vocab_size: int = 600, seed: int = 0) -> Path:
+    """A byte-level BPE tokenizer.json like Qwen's or Llama 3's (``pattern``: its split expression),
+    trained on the generated corpus, with Qwen's special tokens added after the vocabulary."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    rng = np.random.default_rng(seed)
+    lines = [" ".join(rng.choice(CORPUS_WORDS, size=12)) for _ in range(2000)]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(lines, trainer)
+    tok.add_special_tokens(["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    tok.save(str(folder / "tokenizer.json"))
+    return folder / "tokenizer.json"
+
+
+def write_qwen_checkpoint(folder: Path, *, model_type: str = "qwen2", tie_word_embeddings: bool = True,
+                          bf16: bool = False, seed: int = 0) -> tuple[dict, dict[str, np.ndarray]]:
+    """A tiny Qwen2 or Qwen3 checkpoint with a byte-level BPE tokenizer (Qwen's split expression)."""
+    from quantdesk.convert.bpe import PRE_TOKENIZERS
+    from tokenizers import Tokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = Tokenizer.from_file(str(train_bpe_tokenizer(folder, PRE_TOKENIZERS["qwen2"]))).get_vocab_size()
+    cfg = {"architectures": ["Qwen2ForCausalLM" if model_type == "qwen2" else "Qwen3ForCausalLM"],
+           "model_type": model_type, "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 2,
+           "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": vocab, "max_position_embeddings": 4096,
+           "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": tie_word_embeddings,
+           "eos_token_id": vocab - 1, "torch_dtype": "bfloat16" if bf16 else "float32"}
+    if model_type == "qwen3":
+        cfg["head_dim"] = 128  # wider than hidden_size / heads, as Qwen3's are
+    (folder / "config.json").write_text(json.dumps(cfg))
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "add_bos_token": False, "bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
+        "chat_template": QWEN_CHAT_TEMPLATE}))
+    weights = llama_weights(cfg, seed)
+    write_safetensors(folder / "model.safetensors", weights, bf16)
+    if bf16:
+        weights = {n: _bf16_round(w) for n, w in weights.items()}
+    return cfg, weights
