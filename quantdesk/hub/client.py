@@ -109,6 +109,39 @@ def list_repo_ggufs(repo_id: str, revision: str | None = None) -> list[RepoGGUF]
     return group_gguf_files(parts)
 
 
+@dataclass(frozen=True)
+class CheckpointFile:
+    """A file of a Hugging Face checkpoint on the hub, with what verifies it: the LFS SHA-256 for
+    weights, the git blob id (``sha1("blob <size>\\0" + bytes)``) for the small files git stores itself."""
+
+    path: str
+    size: int
+    sha256: str | None
+    blob_id: str | None
+
+
+# What a checkpoint's conversion reads: the config, the tokenizer, the weights (safetensors only).
+CHECKPOINT_FILE_RE = re.compile(
+    r"^(config\.json|generation_config\.json|tokenizer\.json|tokenizer\.model|tokenizer_config\.json|"
+    r"special_tokens_map\.json|added_tokens\.json|model\.safetensors\.index\.json|"
+    r"model(-\d{5}-of-\d{5})?\.safetensors)$")
+
+
+def list_checkpoint_files(repo_id: str, revision: str | None = None) -> list[CheckpointFile]:
+    """The files of ``repo_id`` that make up a Hugging Face checkpoint (top level only), each with its
+    verification data; [] when the repo has no config.json."""
+    info = with_retries(lambda: _api().model_info(repo_id, revision=revision, files_metadata=True), repo_id)
+    out = []
+    for s in info.siblings or []:
+        if not CHECKPOINT_FILE_RE.match(s.rfilename):
+            continue
+        lfs = s.lfs
+        size = s.size if s.size is not None else (lfs.size if lfs is not None else 0)
+        out.append(CheckpointFile(s.rfilename, int(size or 0), lfs.sha256 if lfs is not None else None,
+                                  getattr(s, "blob_id", None)))
+    return out if any(f.path == "config.json" for f in out) else []
+
+
 # Organisations whose files are the model's own or come from quantizers the community relies on;
 # shown as a badge so "download from verified sources" is visible rather than assumed.
 KNOWN_QUANTIZERS = frozenset({"bartowski", "unsloth", "lmstudio-community", "QuantFactory", "mradermacher",

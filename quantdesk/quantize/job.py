@@ -9,6 +9,7 @@ Cancel (a ``threading.Event``) or leaving the generator stops whichever step is 
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from quantdesk.quantize.source import (
     Converting,
     QuantizeSource,
     checkpoint_source,
+    has_full_precision_gguf,
+    repo_checkpoint_source,
     library_copy,
     local_source,
     pick_full_precision,
@@ -135,23 +138,27 @@ def run_job(spec: str, preset_name: str, output: str | Path | None = None, *, ov
     """Run the job; the events end with ``Registered`` (and a ``QualityReport`` when evaluating).
     A checkpoint folder is converted to a temporary GGUF first (``Converting`` events), removed at
     the end."""
-    if is_checkpoint_folder(spec):
+    source = local_source(spec)
+    from_repo = source is None and REPO_ID_RE.match(spec) and not has_full_precision_gguf(spec, revision)
+    if is_checkpoint_folder(spec) or from_repo:
         converted: QuantizeSource | None = None
+        steps = repo_checkpoint_source(spec, revision, cancel) if from_repo else checkpoint_source(spec, cancel)
         try:
-            for item in checkpoint_source(spec, cancel):
+            for item in steps:
                 if isinstance(item, QuantizeSource):
                     converted = item
                 else:
                     yield item
             assert converted is not None
-            yield SourceReady(converted, None)
+            yield SourceReady(converted, spec if from_repo else None)
             yield from _quantize_source(converted, preset_name, output, overwrite, evaluate_quality, eval_tokens,
                                         threads, hardware, cancel)
+            if from_repo and converted.converted_from is not None:  # done: the checkpoint is not kept
+                shutil.rmtree(converted.converted_from, ignore_errors=True)
         finally:
             if converted is not None:
                 converted.path.unlink(missing_ok=True)
         return
-    source = local_source(spec)
     if source is None:
         if not REPO_ID_RE.match(spec):
             raise _not_a_source(spec)

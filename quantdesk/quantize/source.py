@@ -159,6 +159,43 @@ def checkpoint_source(folder: str | Path, cancel: threading.Event | None = None)
     yield QuantizeSource(result.output, None, None, None, plan.checkpoint.folder)
 
 
+def has_full_precision_gguf(repo_id: str, revision: str | None = None) -> bool:
+    from quantdesk.catalog.refresh import list_and_remember
+
+    return any((e.quant or "").upper() in FULL_PRECISION for e in list_and_remember(repo_id, revision))
+
+
+def repo_checkpoint_source(repo_id: str, revision: str | None = None,
+                           cancel: threading.Event | None = None) -> Iterator[object]:
+    """A hub repo holding only a Hugging Face checkpoint: fetched and verified (``DownloadEvent``s),
+    then converted (``Converting``); the last item is the source. Disk for the weights, the
+    converted file and the quantized one is checked before the first weight byte."""
+    import shutil
+
+    from quantdesk.base.units import fmt_bytes
+    from quantdesk.library.checkpoint_download import download_checkpoint
+
+    def before_weights(folder: Path, weight_bytes: int) -> None:
+        need = weight_bytes + int(weight_bytes * CONVERT_DISK_FACTOR) + CONVERT_DISK_MARGIN
+        free = shutil.disk_usage(folder).free
+        if need > free:
+            raise QuantDeskError(f"not enough disk space in {folder.parent}: {repo_id}'s checkpoint "
+                                 f"({fmt_bytes(weight_bytes)}), its conversion and the quantized file need about "
+                                 f"{fmt_bytes(need)} but only {fmt_bytes(free)} is free")
+
+    folder = None
+    for item in download_checkpoint(repo_id, revision, cancel, before_weights):
+        if isinstance(item, Path):
+            folder = item
+        else:
+            yield item
+    assert folder is not None
+    for item in checkpoint_source(folder, cancel):
+        if isinstance(item, QuantizeSource):
+            item.repo = repo_id
+        yield item
+
+
 def register_quantized(output: Path, preset: str, source: QuantizeSource,
                        library: Library | None = None) -> LibraryModel:
     """Hash the new file and add it to the library with the input's hash as its origin (a converted
