@@ -15,7 +15,8 @@ from quantdesk.base.errors import QuantDeskError
 
 # HF class name -> llama.cpp architecture, for the architectures this converter has proven.
 SUPPORTED = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
-             "Qwen3ForCausalLM": "qwen3"}
+             "Qwen3ForCausalLM": "qwen3", "Phi3ForCausalLM": "phi3", "Gemma2ForCausalLM": "gemma2",
+             "Gemma3ForCausalLM": "gemma3"}
 
 
 class CheckpointError(QuantDeskError):

@@ -30,8 +30,12 @@ from quantdesk.convert.safetensors_file import SafetensorsError, SafetensorsFile
 from quantdesk.convert.tokenizer import Vocabulary, load_vocabulary
 
 IGNORED = (".rotary_emb.inv_freq",)  # buffers some checkpoints store; llama.cpp computes them
-GGUF_ARCH = {"llama": MODEL_ARCH.LLAMA, "qwen2": MODEL_ARCH.QWEN2, "qwen3": MODEL_ARCH.QWEN3}
+GGUF_ARCH = {"llama": MODEL_ARCH.LLAMA, "qwen2": MODEL_ARCH.QWEN2, "qwen3": MODEL_ARCH.QWEN3,
+             "phi3": MODEL_ARCH.PHI3, "gemma2": MODEL_ARCH.GEMMA2, "gemma3": MODEL_ARCH.GEMMA3}
 PERMUTES_QK = {"llama"}  # the architectures whose RoPE pairs interleave in llama.cpp
+# Gemma's RMS norms scale by (1 + weight); llama.cpp's expect the sum stored (as its converter does)
+NORM_PLUS_ONE = {"gemma2", "gemma3"}
+TIED_ALWAYS = {"gemma2", "gemma3"}  # Gemma has no lm_head of its own
 
 
 class ConversionCancelled(CheckpointError):
@@ -47,6 +51,7 @@ class TensorPlan:
     shape: tuple[int, ...]  # numpy order, as written
     out_type: GGMLQuantizationType
     permute_heads: int | None = None  # Q/K: heads to un-rotate
+    plus_one: bool = False  # a Gemma norm: stored as 1 + weight
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,12 @@ def _hparams(ck: Checkpoint) -> dict[str, Any]:
     hp["rms_eps"] = float(ck.get("rms_norm_eps", default=1e-5))
     hp["tied"] = bool(ck.get("tie_word_embeddings", default=False))
     hp["rope_scaling"] = ck.get("rope_scaling")
+    hp["partial_rotary"] = float(ck.get("partial_rotary_factor", default=1.0))
+    if ck.architecture == "phi3" and hp["n_head"] * hp["head_dim"] != hp["n_embd"]:
+        raise CheckpointError("config.json gives Phi-3 a head width llama.cpp's phi3 does not take "
+                              "(heads x head_dim must equal hidden_size)")
+    if ck.architecture in TIED_ALWAYS:
+        hp["tied"] = True
     return hp
 
 
@@ -166,7 +177,9 @@ def _expected_shapes(hp: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     e, hd = hp["n_embd"], hp["head_dim"]
     q, kv, ff = hp["n_head"] * hd, hp["n_head_kv"] * hd, hp["n_ff"]
     return {"self_attn.q_proj.bias": (q,), "self_attn.k_proj.bias": (kv,), "self_attn.v_proj.bias": (kv,),
-            "self_attn.q_norm.weight": (hd,), "self_attn.k_norm.weight": (hd,),"self_attn.q_proj.weight": (q, e), "self_attn.k_proj.weight": (kv, e),
+            "self_attn.q_norm.weight": (hd,), "self_attn.k_norm.weight": (hd,),
+            "self_attn.qkv_proj.weight": (q + 2 * kv, e), "mlp.gate_up_proj.weight": (2 * ff, e),
+            "pre_feedforward_layernorm.weight": (e,), "post_feedforward_layernorm.weight": (e,),"self_attn.q_proj.weight": (q, e), "self_attn.k_proj.weight": (kv, e),
             "self_attn.v_proj.weight": (kv, e), "self_attn.o_proj.weight": (e, q),
             "mlp.gate_proj.weight": (ff, e), "mlp.up_proj.weight": (ff, e), "mlp.down_proj.weight": (e, ff),
             "input_layernorm.weight": (e,), "post_attention_layernorm.weight": (e,),
@@ -208,9 +221,14 @@ def _plan_tensors(ck: Checkpoint, hp: dict[str, Any], vocab: Vocabulary) -> list
                  else hp["n_head_kv"] if permute and name.endswith("k_proj.weight") else None)
         out = (GGMLQuantizationType.F32 if len(entry.shape) == 1
                else GGMLQuantizationType.BF16 if entry.dtype == "BF16" else GGMLQuantizationType.F16)
-        plan.append(TensorPlan(name, gguf_name, shard, entry.dtype, tuple(entry.shape), out, heads))
+        plus_one = ck.architecture in NORM_PLUS_ONE and name.endswith("norm.weight")
+        if plus_one:
+            out = GGMLQuantizationType.F32
+        plan.append(TensorPlan(name, gguf_name, shard, entry.dtype, tuple(entry.shape), out, heads, plus_one))
     have = {t.gguf_name for t in plan}
-    for needed in ("token_embd.weight", "output_norm.weight", *(f"blk.{i}.attn_q.weight" for i in range(hp["n_layer"]))):
+    attention = "attn_qkv" if ck.architecture == "phi3" else "attn_q"
+    for needed in ("token_embd.weight", "output_norm.weight",
+                   *(f"blk.{i}.{attention}.weight" for i in range(hp["n_layer"]))):
         if needed not in have:
             raise CheckpointError(f"the checkpoint has no tensor for {needed}: a shard is missing or incomplete")
     if vocab.size != hp["n_vocab"] and vocab.size > hp["n_vocab"]:
@@ -236,7 +254,7 @@ def _tensor_data(shard: SafetensorsFile, t: TensorPlan) -> np.ndarray:
     if t.out_type == GGMLQuantizationType.BF16:  # bit-exact: only rows move
         data = np.asarray(raw, dtype=np.uint16)
     elif t.out_type == GGMLQuantizationType.F32:
-        data = as_float32(raw, t.source_dtype)
+        data = as_float32(raw, t.source_dtype) + (np.float32(1.0) if t.plus_one else np.float32(0.0))
     else:
         data = as_float32(raw, t.source_dtype).astype(np.float16) if t.source_dtype != "F16" else np.asarray(raw)
     if t.permute_heads:
@@ -252,10 +270,11 @@ def _write_metadata(w: GGUFWriter, ck: Checkpoint, hp: dict[str, Any], vocab: Vo
     w.add_feed_forward_length(hp["n_ff"])
     w.add_head_count(hp["n_head"])
     w.add_head_count_kv(hp["n_head_kv"])
-    w.add_rope_dimension_count(hp["head_dim"])
-    if hp["head_dim"] != hp["n_embd"] // hp["n_head"] or ck.architecture == "qwen3":
+    w.add_rope_dimension_count(int(hp["head_dim"] * hp["partial_rotary"]) // 2 * 2)
+    if hp["head_dim"] != hp["n_embd"] // hp["n_head"] or ck.architecture in ("qwen3", "gemma2", "gemma3"):
         w.add_key_length(hp["head_dim"])
         w.add_value_length(hp["head_dim"])
+    _family_metadata(w, ck)
     w.add_rope_freq_base(hp["rope_theta"])
     w.add_layer_norm_rms_eps(hp["rms_eps"])
     w.add_file_type(int(ftype))
@@ -265,6 +284,33 @@ def _write_metadata(w: GGUFWriter, ck: Checkpoint, hp: dict[str, Any], vocab: Vo
         w.add_rope_scaling_type(RopeScalingType.LINEAR)
         w.add_rope_scaling_factor(float(scaling["factor"]))
     vocab.add_to(w, hp["n_vocab"])
+
+
+def _family_metadata(w: GGUFWriter, ck: Checkpoint) -> None:
+    """What an architecture needs beyond the common keys (llama.cpp reads each as optional)."""
+    window = ck.get("sliding_window")
+    if ck.architecture == "phi3" and isinstance(window, int) and window > 0:
+        w.add_sliding_window(window)
+        original = ck.get("original_max_position_embeddings")
+        if isinstance(original, int):
+            w.add_rope_scaling_orig_ctx_len(original)
+    if ck.architecture in ("gemma2", "gemma3"):
+        if isinstance(window, int) and window > 0:
+            w.add_sliding_window(window)
+        for key, add in (("attn_logit_softcapping", w.add_attn_logit_softcapping),
+                         ("final_logit_softcapping", w.add_final_logit_softcapping)):
+            value = ck.get(key)
+            if isinstance(value, (int, float)) and value > 0:
+                add(float(value))
+        scalar, head_dim = ck.get("query_pre_attn_scalar"), ck.get("head_dim")
+        if isinstance(scalar, (int, float)) and isinstance(head_dim, int) and scalar != head_dim \
+                and scalar != ck.get("hidden_size", default=0) // max(1, ck.get("num_attention_heads", default=1)):
+            raise CheckpointError(f"config.json scales attention by 1/sqrt({scalar}), which llama.cpp's "
+                                  f"{ck.architecture} does not (it uses the head width)")
+    if ck.architecture == "gemma3":
+        local = ck.get("rope_local_base_freq")
+        if isinstance(local, (int, float)):
+            w.add_rope_freq_base_swa(float(local))
 
 
 def _rope_scaling(hp: dict[str, Any]) -> list[tuple[str, np.ndarray]]:

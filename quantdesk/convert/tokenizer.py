@@ -71,7 +71,42 @@ def load_vocabulary(ck: Checkpoint) -> Vocabulary:
         tokens.append(text)
         scores.append(float(score))
         types.append(int(kind))
+    _added_tokens(ck, tokens, scores, types)
     return Vocabulary(tokens, scores, types, special)
+
+
+def _added_tokens(ck: Checkpoint, tokens: list, scores: list[float], types: list[int]) -> None:
+    """Tokens added on top of a SentencePiece model (Phi-3's ``<|user|>``…), from tokenizer_config.json's
+    ``added_tokens_decoder`` and tokenizer.json's ``added_tokens``: put at their ids (gaps unused),
+    special ones as control tokens, as llama.cpp's converter does."""
+    import json
+
+    added: dict[int, tuple[str, bool]] = {}
+    for name, read in (("tokenizer.json", lambda d: {int(a["id"]): (a["content"], bool(a.get("special")))
+                                                    for a in d.get("added_tokens") or []}),
+                       ("tokenizer_config.json", lambda d: {int(i): (a["content"], bool(a.get("special")))
+                                                           for i, a in (d.get("added_tokens_decoder") or {}).items()})):
+        path = ck.folder / name
+        if path.is_file():
+            try:
+                added |= read(json.loads(path.read_bytes().decode("utf-8")))
+            except UnicodeDecodeError as exc:
+                raise CheckpointError(f"{name} is not UTF-8 text ({exc.reason}); the checkpoint is damaged") from None
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise CheckpointError(f"{name}'s added tokens cannot be read") from None
+    limit = int(ck.get("vocab_size", default=len(tokens)))
+    for token_id, (content, is_special) in sorted(added.items()):
+        if token_id >= limit:
+            continue
+        while len(tokens) <= token_id:
+            tokens.append(f"[PAD{len(tokens)}]".encode())
+            scores.append(-1000.0)
+            types.append(int(TokenType.UNUSED))
+        if token_id >= len(tokens) or types[token_id] in (int(TokenType.UNUSED), int(TokenType.NORMAL)) \
+                or tokens[token_id] != content.encode():
+            tokens[token_id] = content.encode()
+            scores[token_id] = -1000.0
+            types[token_id] = int(TokenType.CONTROL if is_special else TokenType.USER_DEFINED)
 
 
 def _bpe_vocabulary(ck: Checkpoint) -> Vocabulary:

@@ -74,14 +74,28 @@ def llama_weights(cfg: dict, seed: int = 0) -> dict[str, np.ndarray]:
                 p + "self_attn.o_proj.weight": mat(e, q), p + "post_attention_layernorm.weight": norm(),
                 p + "mlp.gate_proj.weight": mat(ff, e), p + "mlp.up_proj.weight": mat(ff, e),
                 p + "mlp.down_proj.weight": mat(e, ff)}
+        if cfg.get("model_type") == "phi3":  # fused Q/K/V and gate/up, as Phi-3 stores them
+            out[p + "self_attn.qkv_proj.weight"] = np.concatenate(
+                [out.pop(p + f"self_attn.{x}_proj.weight") for x in ("q", "k", "v")])
+            out[p + "mlp.gate_up_proj.weight"] = np.concatenate(
+                [out.pop(p + "mlp.gate_proj.weight"), out.pop(p + "mlp.up_proj.weight")])
+        if str(cfg.get("model_type", "")).startswith("gemma"):  # norms around attention and FFN both
+            out |= {p + "pre_feedforward_layernorm.weight": 0.1 * norm(),
+                    p + "post_feedforward_layernorm.weight": 0.1 * norm()}
+            for key in ("input_layernorm.weight", "post_attention_layernorm.weight"):
+                out[p + key] = 0.1 * out[p + key]  # Gemma stores weight - 1: the scale is (1 + weight)
         if cfg.get("model_type") == "qwen2":  # Q, K and V carry biases
             out |= {p + f"self_attn.{x}_proj.bias": (0.1 * rng.standard_normal(n)).astype(np.float32)
                     for x, n in (("q", q), ("k", kv), ("v", kv))}
-        if cfg.get("model_type") == "qwen3":  # Q and K are RMS-normed per head
+        if cfg.get("model_type") in ("qwen3", "gemma3"):  # Q and K are RMS-normed per head
             out |= {p + f"self_attn.{x}_norm.weight": (1.0 + 0.1 * rng.standard_normal(hd)).astype(np.float32)
                     for x in ("q", "k")}
     out["model.norm.weight"] = norm()
-    if not cfg.get("tie_word_embeddings"):
+    if str(cfg.get("model_type", "")).startswith("gemma"):
+        out["model.norm.weight"] = 0.1 * out["model.norm.weight"]
+        for key in [k for k in out if k.endswith(("q_norm.weight", "k_norm.weight"))]:
+            out[key] = 0.1 * out[key]
+    if not cfg.get("tie_word_embeddings", str(cfg.get("model_type", "")).startswith("gemma")):
         out["lm_head.weight"] = mat(v, e)
     return out
 
@@ -226,3 +240,115 @@ def write_qwen_checkpoint(folder: Path, *, model_type: str = "qwen2", tie_word_e
     if bf16:
         weights = {n: _bf16_round(w) for n, w in weights.items()}
     return cfg, weights
+
+
+def write_spm_checkpoint(folder: Path, cfg: dict, *, added_tokens: list[str] = (), pad_vocab_to: int = 0,
+                         seed: int = 0) -> tuple[dict, dict[str, np.ndarray]]:
+    """Any architecture with a SentencePiece tokenizer: ``cfg`` without vocab_size (taken from the
+    tokenizer, plus ``added_tokens`` after it, padded up to ``pad_vocab_to``)."""
+    import sentencepiece as spm
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sp_size = spm.SentencePieceProcessor(model_file=str(train_sentencepiece(folder))).vocab_size()
+    added = [{"id": sp_size + i, "content": t, "special": True, "single_word": False, "lstrip": False,
+              "rstrip": False, "normalized": False} for i, t in enumerate(added_tokens)]
+    cfg = dict(cfg, vocab_size=max(sp_size + len(added), pad_vocab_to))
+    (folder / "config.json").write_text(json.dumps(cfg))
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
+        "unk_token": "<unk>", "chat_template": CHAT_TEMPLATE,
+        "added_tokens_decoder": {str(a["id"]): {k: v for k, v in a.items() if k != "id"} for a in added}}))
+    weights = llama_weights(cfg, seed)
+    write_safetensors(folder / "model.safetensors", weights)
+    return cfg, weights
+
+
+PHI3 = {"architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "hidden_size": 256, "intermediate_size": 512,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": False, "bos_token_id": 1,
+        "eos_token_id": 2, "partial_rotary_factor": 0.75}
+GEMMA2 = {"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2", "hidden_size": 256, "intermediate_size": 512,
+          "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 128,
+          "max_position_embeddings": 8192, "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "query_pre_attn_scalar": 128,
+          "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0, "sliding_window": 4096,
+          "hidden_activation": "gelu_pytorch_tanh", "bos_token_id": 1, "eos_token_id": 2}
+GEMMA3 = {"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3", "hidden_size": 256, "intermediate_size": 512,
+          "num_hidden_layers": 6, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 128,
+          "max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+          "rope_local_base_freq": 100.0,  # unusual on purpose: the test sees whether it reaches llama.cpp
+          "query_pre_attn_scalar": 128, "sliding_window": 512,
+          "sliding_window_pattern": 6, "hidden_activation": "gelu_pytorch_tanh", "bos_token_id": 1, "eos_token_id": 2}
+
+
+def family_reference_logits(cfg: dict, w: dict[str, np.ndarray], tokens: list[int]) -> np.ndarray:
+    """Phi-3 and Gemma 2/3 forward passes in numpy (float64), as transformers computes them."""
+    kind = cfg["model_type"]
+    e, n_head, n_kv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    hd = cfg.get("head_dim") or e // n_head
+    eps, n = cfg["rms_norm_eps"], len(tokens)
+    gemma = kind.startswith("gemma")
+    rot = int(hd * cfg.get("partial_rotary_factor", 1.0)) // 2 * 2
+    f = {k: v.astype(np.float64) for k, v in w.items()}
+
+    def rms(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * ((1.0 + g) if gemma else g)
+
+    def rope(x: np.ndarray, theta: float) -> np.ndarray:
+        inv = 1.0 / theta ** (np.arange(0, rot, 2, dtype=np.float64) / rot)
+        ang = np.outer(np.arange(n, dtype=np.float64), inv)
+        cos, sin = np.cos(np.concatenate([ang, ang], -1)), np.sin(np.concatenate([ang, ang], -1))
+        r, rest = x[..., :rot], x[..., rot:]
+        half = np.concatenate([-r[..., rot // 2:], r[..., :rot // 2]], -1)
+        return np.concatenate([r * cos + half * sin, rest], -1)
+
+    def act(g: np.ndarray) -> np.ndarray:
+        if gemma:  # GELU, tanh approximation
+            return 0.5 * g * (1 + np.tanh(np.sqrt(2 / np.pi) * (g + 0.044715 * g ** 3)))
+        return g / (1 + np.exp(-g))
+
+    x = f["model.embed_tokens.weight"][tokens] * (np.sqrt(e) if gemma else 1.0)
+    mask = np.triu(np.full((n, n), -np.inf), 1)
+    scale = cfg.get("query_pre_attn_scalar", hd) ** -0.5
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        h = rms(x, f[p + "input_layernorm.weight"])
+        if kind == "phi3":
+            qkv = h @ f[p + "self_attn.qkv_proj.weight"].T
+            q, k, v = np.split(qkv, [n_head * hd, (n_head + n_kv) * hd], axis=-1)
+        else:
+            q, k, v = (h @ f[p + f"self_attn.{x_}_proj.weight"].T for x_ in ("q", "k", "v"))
+        q = q.reshape(n, n_head, hd).transpose(1, 0, 2)
+        k = k.reshape(n, n_kv, hd).transpose(1, 0, 2)
+        v = v.reshape(n, n_kv, hd).transpose(1, 0, 2)
+        if kind == "gemma3":
+            q, k = rms(q, f[p + "self_attn.q_norm.weight"]), rms(k, f[p + "self_attn.k_norm.weight"])
+        sliding = kind == "gemma3" and (i + 1) % cfg.get("sliding_window_pattern", 6) != 0
+        theta = cfg["rope_local_base_freq"] if sliding else cfg["rope_theta"]
+        q, k = rope(q, theta), rope(k, theta)
+        k, v = np.repeat(k, n_head // n_kv, 0), np.repeat(v, n_head // n_kv, 0)
+        s = q @ k.transpose(0, 2, 1) * (scale if gemma else hd ** -0.5)
+        if cfg.get("attn_logit_softcapping"):
+            cap = cfg["attn_logit_softcapping"]
+            s = np.tanh(s / cap) * cap
+        s = s + mask
+        s = np.exp(s - s.max(-1, keepdims=True))
+        s /= s.sum(-1, keepdims=True)
+        o = (s @ v).transpose(1, 0, 2).reshape(n, n_head * hd) @ f[p + "self_attn.o_proj.weight"].T
+        if gemma:
+            x = x + rms(o, f[p + "post_attention_layernorm.weight"])
+            h = rms(x, f[p + "pre_feedforward_layernorm.weight"])
+        else:
+            x = x + o
+            h = rms(x, f[p + "post_attention_layernorm.weight"])
+        if kind == "phi3":
+            gate, up = np.split(h @ f[p + "mlp.gate_up_proj.weight"].T, 2, axis=-1)
+        else:
+            gate, up = h @ f[p + "mlp.gate_proj.weight"].T, h @ f[p + "mlp.up_proj.weight"].T
+        y = (act(gate) * up) @ f[p + "mlp.down_proj.weight"].T
+        x = x + (rms(y, f[p + "post_feedforward_layernorm.weight"]) if gemma else y)
+    x = rms(x, f["model.norm.weight"])
+    logits = x @ f.get("lm_head.weight", f["model.embed_tokens.weight"]).T
+    if cfg.get("final_logit_softcapping"):
+        cap = cfg["final_logit_softcapping"]
+        logits = np.tanh(logits / cap) * cap
+    return logits
