@@ -76,6 +76,10 @@ class ConversionPlan:
     output_bytes: int       # the GGUF's tensor data (its header adds the vocabulary: kilobytes to a few MB)
     largest_tensor: int     # elements of the largest tensor: the peak working memory is a few times this
     tensors: int
+    hparams: dict[str, Any] = None  # type: ignore[assignment]
+    tensor_plan: list[TensorPlan] = None  # type: ignore[assignment]
+    vocab_size: int = 0
+    chat_template: str | None = None
 
 
 def plan_conversion(folder: str | Path) -> ConversionPlan:
@@ -85,8 +89,10 @@ def plan_conversion(folder: str | Path) -> ConversionPlan:
     hp = _hparams(ck)
     plan = _plan_tensors(ck, hp, vocab)
     _rope_scaling(hp)
+    template = getattr(vocab.special, "chat_template", None)
     return ConversionPlan(ck, sum(_nbytes(t) for t in plan),
-                          max(int(np.prod(t.shape, dtype=np.int64)) for t in plan), len(plan))
+                          max(int(np.prod(t.shape, dtype=np.int64)) for t in plan), len(plan), hp, plan,
+                          hp["n_vocab"], template if isinstance(template, str) else None)
 
 
 def convert_checkpoint(folder: str | Path, output: str | Path, *, cancel: threading.Event | None = None,

@@ -37,6 +37,7 @@ from quantdesk.quantize.source import (
     Converting,
     QuantizeSource,
     checkpoint_source,
+    converted_model_info,
     has_full_precision_gguf,
     repo_checkpoint_source,
     library_copy,
@@ -51,7 +52,7 @@ from quantdesk.quantize.source import (
 class JobCheck:
     """The pre-flight of a job, with where its input comes from."""
 
-    kind: str                 # "library" | "file" | "repo" (to be downloaded first)
+    kind: str                 # "library" | "file" | "repo" (to be downloaded first) | "checkpoint" (converted first)
     label: str                # the input as a person knows it
     preflight: Preflight
     download_bytes: int = 0   # the full-precision file still to fetch
@@ -99,8 +100,15 @@ def check_job(spec: str, preset_name: str, output: str | Path | None = None, *, 
               hardware: Hardware | None = None, revision: str | None = None) -> JobCheck:
     """Everything knowable before the job starts; raises for an input or type that cannot be used at all."""
     if is_checkpoint_folder(spec):
-        raise QuantDeskError("a checkpoint folder is converted and quantized from the command line for now: "
-                             f"quantdesk quantize {spec} --type {preset_name}")
+        from quantdesk.convert.convert import plan_conversion
+
+        plan = plan_conversion(spec)  # a checkpoint the converter cannot take is refused here, in its words
+        info = converted_model_info(plan)
+        # the converted file sits beside the quantized one until the job ends: it counts against the disk
+        check = preflight_download(info, preset_name, output, plan.output_bytes, threads=threads, hardware=hardware)
+        need = eval_ram_needed(info, eval_tokens) if evaluate_quality else None
+        return _verdict("checkpoint", f"{plan.checkpoint.folder.name} (a {plan.checkpoint.hf_architecture} checkpoint,"
+                        " converted first)", check, 0, need)
     source = local_source(spec)
     if source is None:
         if not REPO_ID_RE.match(spec):

@@ -11,6 +11,9 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from quantdesk.base.errors import QuantDeskError
 from quantdesk.gguf.model_info import ModelInfo, split_parts
@@ -120,6 +123,28 @@ def repo_source(repo_id: str, revision: str | None = None, cancel: threading.Eve
 CONVERT_RAM_PER_ELEMENT, CONVERT_RAM_BASE = 10, 256 << 20
 # Disk for the converted file and the quantized output beside it (a Q8_0 is 53% of an F16) + margin.
 CONVERT_DISK_FACTOR, CONVERT_DISK_MARGIN = 1.6, 256 << 20
+
+
+def converted_model_info(plan: Any) -> ModelInfo:
+    """What the converted GGUF will look like (from a ``ConversionPlan``): for the quantize pre-flight
+    before the conversion has written a byte."""
+    from quantdesk.gguf.reader import TensorInfo
+
+    hp, ck = plan.hparams, plan.checkpoint
+    tensors, offset = [], 0
+    for t in plan.tensor_plan:
+        n = int(np.prod(t.shape, dtype=np.int64))
+        size = n * (4 if int(t.out_type) == 0 else 2)
+        tensors.append(TensorInfo(t.gguf_name, tuple(reversed(t.shape)), int(t.out_type), offset, n, size))
+        offset += size
+    quant = "BF16" if any(int(t.out_type) == 30 for t in plan.tensor_plan) else "F16"
+    n = hp["n_layer"]
+    return ModelInfo(
+        name=ck.folder.name, architecture=ck.architecture, n_layer=n, n_embd=hp["n_embd"],
+        n_head=[hp["n_head"]] * n, n_head_kv=[hp["n_head_kv"]] * n, head_dim_k=hp["head_dim"],
+        head_dim_v=hp["head_dim"], n_ff=[hp["n_ff"]] * n, n_vocab=hp["n_vocab"], n_ctx_train=hp["n_ctx"],
+        tensors=tensors, file_size=offset, files=[str(ck.folder / f"{ck.folder.name}-{quant}.gguf")], quant=quant,
+        chat_template=plan.chat_template, metadata={"quantdesk.source": "checkpoint"})
 
 
 def checkpoint_source(folder: str | Path, cancel: threading.Event | None = None) -> Iterator[object]:

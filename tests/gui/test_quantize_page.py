@@ -185,3 +185,44 @@ def test_a_request_reaches_a_quantize_page_not_built_yet(qtbot, tiny_model):
     assert page.source == str(tiny_model) and window.current_page() == "quantize"
     qtbot.waitUntil(lambda: page.types_loaded and page.preset == "Q8_0", timeout=30_000)
     page.shutdown()
+
+
+def test_a_checkpoint_folder_is_checked_converted_quantized_and_registered(qtbot, page, ctx, tmp_path):
+    from quantdesk.base.settings import models_dir
+    from tests.support.checkpoint_factory import write_llama_checkpoint
+
+    folder = tmp_path / "my-finetune"
+    write_llama_checkpoint(folder, shards=2, bf16=True)
+    pick(qtbot, page, folder, "Q8_0")
+    assert page.last_check.kind == "checkpoint", page.preflight.verdict.text()
+    assert "converted first" in page.preflight.values["Input"].text()
+    assert "its GGUF once converted" in page.preflight.values["Input"].text()
+    qtbot.waitUntil(lambda: page.quantize_button.isEnabled(), timeout=30_000)
+    shown, on_event = [], page._on_event
+
+    def record(ev) -> None:  # what the page says after each event of the job
+        on_event(ev)
+        shown.append(page.current.text())
+
+    page._on_event = record
+    page.start()
+    qtbot.waitUntil(lambda: not page.running, timeout=180_000)
+    assert any(t.startswith("Converting the checkpoint to GGUF") for t in shown), shown[:5]
+    assert ctx.errors.history == [], ctx.errors.history
+    (model,) = Library().models()
+    assert model.source == "converted+quantized" and model.quant == "Q8_0" and model.path == page.output_model
+    assert page.progress.value() == 1000 and "my-finetune-Q8_0.gguf" in page.result_label.text()
+    assert not any((models_dir() / ".converting").iterdir())
+
+
+def test_a_checkpoint_the_converter_cannot_take_says_why_on_the_page(qtbot, page, tmp_path):
+    import json
+
+    from tests.support.checkpoint_factory import write_llama_checkpoint
+
+    folder = tmp_path / "neox"
+    write_llama_checkpoint(folder, architecture="GPTNeoXForCausalLM")
+    pick(qtbot, page, folder, "Q8_0")
+    qtbot.waitUntil(lambda: "GPTNeoXForCausalLM" in page.preflight.verdict.text(), timeout=30_000)
+    assert not page.quantize_button.isEnabled()
+    assert json.loads((folder / "config.json").read_text())["architectures"] == ["GPTNeoXForCausalLM"]

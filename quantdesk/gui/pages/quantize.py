@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
+    QMenu,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -39,6 +40,7 @@ from quantdesk.library.download import Cancelled as DownloadCancelled
 from quantdesk.library.download import DownloadEvent
 from quantdesk.quantize.evaluate import EvaluationCancelled, QualityReport
 from quantdesk.quantize.job import Evaluating, JobCheck, Registered, check_job, run_job
+from quantdesk.quantize.source import Converting
 from quantdesk.quantize.quantizer import QuantizeCancelled, QuantizeResult, Started, TensorProgress
 
 DEFAULT_TYPE = "Q4_K_M"
@@ -104,13 +106,17 @@ class QuantizePage(QWidget):
         self.source_combo = QComboBox()
         self.source_combo.setEditable(True)
         self.source_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        self.source_combo.lineEdit().setPlaceholderText("a library model, /path/to/model-F16.gguf or owner/repo")
+        self.source_combo.lineEdit().setPlaceholderText("a library model, a -F16.gguf, a checkpoint folder or owner/repo")
         self.source_combo.setAccessibleName("Source model")
         self.source_combo.setToolTip("A full-precision (F16, BF16 or F32) model: from the library, a .gguf file, "
-                                     "or a hub repo whose full-precision file is downloaded first")
+                                     "a folder holding a Hugging Face checkpoint (converted to GGUF first), or a hub "
+                                     "repo whose full-precision file — or checkpoint — is downloaded first")
         self.browse_button = QPushButton("Browse…")
-        self.browse_button.setAccessibleName("Choose a GGUF file")
-        self.browse_button.clicked.connect(self._browse_source)
+        self.browse_button.setAccessibleName("Choose a GGUF file or a checkpoint folder")
+        browse_menu = QMenu(self.browse_button)
+        browse_menu.addAction("A GGUF file…", self._browse_source)
+        browse_menu.addAction("A Hugging Face checkpoint folder…", self._browse_checkpoint)
+        self.browse_button.setMenu(browse_menu)
         self.type_combo = QComboBox()
         self.type_combo.setAccessibleName("Target type")
         self.type_combo.addItem("Loading types…")  # the list comes from llama.cpp, loaded off the GUI thread
@@ -256,6 +262,11 @@ class QuantizePage(QWidget):
         if path:
             self.source_combo.setEditText(path)
 
+    def _browse_checkpoint(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Choose a folder holding a Hugging Face checkpoint")
+        if path:
+            self.source_combo.setEditText(path)
+
     def _browse_output(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save the quantized model as", self.output_edit.text(),
                                               "GGUF models (*.gguf)")
@@ -363,7 +374,12 @@ class QuantizePage(QWidget):
             self.status.setText("Cancelling…")
 
     def _on_event(self, ev: object) -> None:
-        if isinstance(ev, DownloadEvent):
+        if isinstance(ev, Converting):
+            self.progress.setValue(int(1000 * ev.done / ev.total) if ev.total else 0)
+            self.progress.setFormat("%p%  ·  converting to GGUF")
+            self.current.setText(f"Converting the checkpoint to GGUF: {fmt_bytes(ev.done)} of {fmt_bytes(ev.total)} "
+                                 "written (removed once quantized)…")
+        elif isinstance(ev, DownloadEvent):
             frac = ev.done / ev.total if ev.total else 0.0
             self.progress.setValue(int(1000 * frac))
             speed = f" at {fmt_bytes(ev.speed)}/s" if ev.speed else ""

@@ -23,7 +23,7 @@ from quantdesk.quantize.evaluate import QualityReport
 from quantdesk.quantize.job import JobCheck
 from quantdesk.quantize.quantizer import TensorProgress
 
-KINDS = {"library": "library model", "file": "local file"}
+KINDS = {"library": "library model", "file": "local file", "checkpoint": "its GGUF once converted"}
 NO_REPORT = "Tick “Evaluate quality” before starting to compare the result with its source."
 
 
