@@ -21,6 +21,14 @@ from quantdesk.library.index import Library
 from quantdesk.planning.fit import PlanOption, default_ctx, plan_model, recommend
 from quantdesk.planning.quantize_offer import QuantizeOption, quantize_option
 
+class NoGGUFFiles(QuantDeskError):
+    """The repo holds no GGUF file (it may hold a Hugging Face checkpoint to quantize instead)."""
+
+    def __init__(self, repo_id: str) -> None:
+        super().__init__(f"{repo_id} has no GGUF files")
+        self.repo_id = repo_id
+
+
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -87,7 +95,7 @@ def plan_repo(repo_id: str, hw: Hardware, ctx: int | None = None, kv_type: str =
               revision: str | None = None, suggest_quantize: bool = True) -> Plan:
     entries = list_and_remember(repo_id, revision)
     if not entries:
-        raise QuantDeskError(f"{repo_id} has no GGUF files")
+        raise NoGGUFFiles(repo_id)
     notes: list[str] = []
 
     def one(entry):
@@ -166,4 +174,4 @@ def plan_catalog_repo(repo: str, hw: Hardware, ctx: int | None = None, kv_type: 
     return finish_plan(repo, options, hw, ctx, kv_type, notes, source="catalog", suggest_quantize=suggest_quantize)
 
 
-__all__ = ["Plan", "plan_named", "plan_local", "plan_repo", "plan_catalog_repo", "replan", "default_ctx", "kind_of"]
+__all__ = ["NoGGUFFiles", "Plan", "plan_named", "plan_local", "plan_repo", "plan_catalog_repo", "replan", "default_ctx", "kind_of"]

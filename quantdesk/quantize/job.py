@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from quantdesk.base.errors import QuantDeskError
+from quantdesk.gguf.quant_presets import FULL_PRECISION
 from quantdesk.hardware.machine import Hardware
 from quantdesk.library.download import DownloadEvent
 from quantdesk.library.index import LibraryModel
@@ -36,8 +37,10 @@ from quantdesk.convert.checkpoint import is_checkpoint_folder
 from quantdesk.quantize.source import (
     Converting,
     QuantizeSource,
+    checkpoint_offer,
     checkpoint_source,
     converted_model_info,
+    offer_model_info,
     has_full_precision_gguf,
     repo_checkpoint_source,
     library_copy,
@@ -116,7 +119,17 @@ def check_job(spec: str, preset_name: str, output: str | Path | None = None, *, 
         from quantdesk.catalog.refresh import list_and_remember
         from quantdesk.hub.remote_header import remote_model_info
 
-        entry = pick_full_precision(spec, list_and_remember(spec, revision))
+        entries = list_and_remember(spec, revision)
+        if not any((e.quant or "").upper() in FULL_PRECISION for e in entries):
+            offer = checkpoint_offer(spec, revision)
+            if offer is not None:  # a Hugging Face checkpoint: downloaded and converted first
+                info = offer_model_info(offer)
+                check = preflight_download(info, preset_name, output, offer.weight_bytes + info.file_size,
+                                           threads=threads, hardware=hardware)
+                need = eval_ram_needed(info, eval_tokens) if evaluate_quality else None
+                return _verdict("checkpoint-repo", f"{spec} (a {offer.hf_architecture} checkpoint, downloaded and "
+                                "converted first)", check, offer.weight_bytes, need)
+        entry = pick_full_precision(spec, entries)
         source = library_copy(spec, entry)
         if source is None:
             info = remote_model_info(spec, entry, revision)

@@ -184,6 +184,69 @@ def checkpoint_source(folder: str | Path, cancel: threading.Event | None = None)
     yield QuantizeSource(result.output, None, None, None, plan.checkpoint.folder)
 
 
+@dataclass(frozen=True)
+class CheckpointOffer:
+    """A hub repo with no full-precision GGUF but a checkpoint the converter takes."""
+
+    repo: str
+    hf_architecture: str
+    weight_bytes: int
+    config: dict
+
+    def summary(self) -> str:
+        from quantdesk.base.units import fmt_bytes
+
+        return (f"{self.repo} has no GGUF files, but a {self.hf_architecture} checkpoint "
+                f"({fmt_bytes(self.weight_bytes)}): QuantDesk can download, convert and quantize it here")
+
+
+def checkpoint_offer(repo_id: str, revision: str | None = None) -> CheckpointOffer | None:
+    """The repo's checkpoint when it is one the converter takes (config.json fetched and verified);
+    None when the repo has no checkpoint. An unsupported architecture raises, naming the supported."""
+    import json
+
+    from quantdesk.convert.checkpoint import SUPPORTED, CheckpointError, supported_list
+    from quantdesk.hub.client import list_checkpoint_files
+    from quantdesk.library.checkpoint_download import fetch_small_file
+
+    files = list_checkpoint_files(repo_id, revision)
+    if not files:
+        return None
+    config_file = next(f for f in files if f.path == "config.json")
+    try:
+        config = json.loads(fetch_small_file(repo_id, config_file, revision).decode("utf-8"))
+        arch = (config.get("architectures") or [None])[0]
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        raise CheckpointError(f"{repo_id}'s config.json cannot be read") from None
+    if arch not in SUPPORTED:
+        raise CheckpointError(f"{repo_id} is a {arch or 'checkpoint of no named architecture'}; the converter "
+                              f"supports {supported_list()}")
+    weights = sum(f.size for f in files if f.path.endswith(".safetensors"))
+    return CheckpointOffer(repo_id, arch, weights, config)
+
+
+def offer_model_info(offer: CheckpointOffer) -> ModelInfo:
+    """The converted GGUF's shape from the repo's config.json alone (the catalog's synthesis, sized to
+    the weights): for the pre-flight before a byte of the checkpoint is fetched."""
+    from quantdesk.catalog.offline import CatalogFile, CatalogModel, model_info_for
+
+    c = offer.config
+    heads = int(c.get("num_attention_heads") or 1)
+    from quantdesk.convert.checkpoint import SUPPORTED
+
+    arch = {"architecture": SUPPORTED[offer.hf_architecture], "n_layer": int(c.get("num_hidden_layers") or 0),
+            "n_embd": int(c.get("hidden_size") or 0), "n_head": heads,
+            "n_head_kv": int(c.get("num_key_value_heads") or heads), "n_ff": int(c.get("intermediate_size") or 0),
+            "n_vocab": int(c.get("vocab_size") or 0), "context_length": int(c.get("max_position_embeddings") or 0),
+            "head_dim": c.get("head_dim"), "tie_word_embeddings": c.get("tie_word_embeddings")}
+    f32 = c.get("torch_dtype") in ("float32", None) and offer.weight_bytes > 0
+    size = offer.weight_bytes // 2 if f32 else offer.weight_bytes  # F32 weights are written as F16
+    name = offer.repo.rsplit("/", 1)[-1]
+    model = CatalogModel(offer.repo, None, size // 2, arch, None,
+                         [CatalogFile(f"{name}-F16.gguf", "F16", size, None, "hub", None)])
+    return model_info_for(model, model.files[0])
+
+
 def has_full_precision_gguf(repo_id: str, revision: str | None = None) -> bool:
     from quantdesk.catalog.refresh import list_and_remember
 

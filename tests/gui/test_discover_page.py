@@ -282,3 +282,37 @@ def test_corrupt_download_is_reported_with_retry_and_nothing_enters_the_library(
         window.banner.action_button.click()  # Retry: fetched again, verified, opened in Chat
     (model,) = window.context.library().models()
     assert model.sha256 == chat_hub.file(CHAT_REPO, pick).sha256 and window.current_page() == "chat"
+
+
+def test_a_repo_with_only_a_checkpoint_offers_to_quantize_it_and_the_quantize_page_does(qtbot, open_window,
+                                                                                         fake_hub, tmp_path):
+    from quantdesk.library.index import Library
+    from tests.support.checkpoint_factory import write_llama_checkpoint
+
+    repo = "someorg/Tiny-Llama-Finetune"
+    write_llama_checkpoint(tmp_path / "ckpt", shards=2, bf16=True)
+    fake_hub.add_repo(repo, {p.name: p for p in (tmp_path / "ckpt").iterdir()}, tags=("safetensors",))
+    window, page = open_window(load_hardware_spec("cpu-16gb-laptop"))
+    asked = []
+    window.context.quantize_requested.connect(lambda source, kind: asked.append((source, kind)))
+    page.open_ref(repo)
+    qtbot.waitUntil(lambda: "has no GGUF files, but a LlamaForCausalLM checkpoint" in page.view.notes.text(),
+                    timeout=PLAN_TIMEOUT)
+    assert "checkpoint to quantize locally" in page.status.text()
+    assert window.context.errors.history == [] and page.plan is None
+    assert page.quantize_button.isVisibleTo(page) and "checkpoint" in page.quantize_button.text()
+    assert not page.best_button.isEnabled()
+    qtbot.mouseClick(page.quantize_button, Qt.MouseButton.LeftButton)
+    assert asked == [(repo, "")]
+    quantize = window.page("quantize")  # the request filled it: checked from config.json alone, then run
+    qtbot.waitUntil(lambda: quantize.types_loaded, timeout=PLAN_TIMEOUT)
+    assert quantize.set_type("Q8_0")
+    qtbot.waitUntil(lambda: quantize.last_check is not None and quantize.last_check.kind == "checkpoint-repo",
+                    timeout=PLAN_TIMEOUT)
+    assert "downloaded, verified and converted first" in quantize.preflight.values["Input"].text()
+    qtbot.waitUntil(lambda: quantize.quantize_button.isEnabled(), timeout=PLAN_TIMEOUT)
+    quantize.start()
+    qtbot.waitUntil(lambda: not quantize.running, timeout=180_000)
+    assert window.context.errors.history == [], window.context.errors.history
+    (model,) = Library().models()
+    assert model.source == "converted+quantized" and model.repo == repo and model.quant == "Q8_0"

@@ -29,7 +29,8 @@ from quantdesk.gui.tasks import TaskSlot
 from quantdesk.gui.widgets.discover_results import ResultsList
 from quantdesk.gui.widgets.plan_view import PlanTitle, PlanView, esc, size_text
 from quantdesk.planning.discover import quantize_suggestion
-from quantdesk.planning.plan import Plan, kind_of, plan_named, replan
+from quantdesk.planning.plan import NoGGUFFiles, Plan, kind_of, plan_named, replan
+from quantdesk.quantize.source import CheckpointOffer, checkpoint_offer
 
 CONTEXTS = [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072]
 SORTS = {"Most downloaded": "downloads", "Most liked": "likes", "Recently updated": "recent", "Trending": "trending"}
@@ -49,6 +50,7 @@ class DiscoverPage(QWidget):
         self._last_search: str | None = None
         self._then_download = False
         self._searching, self._planning = TaskSlot(self), TaskSlot(self)
+        self._checkpoint_offer: CheckpointOffer | None = None
         self.best_fit = BestFitDownload(context, self)
         self._build()
         self.best_fit.active_changed.connect(lambda _: self._update_actions())
@@ -280,8 +282,9 @@ class DiscoverPage(QWidget):
         if not self.best_fit.active:  # an earlier download's last word is about another model
             self.progress.show_progress("", NO_BAR)
         self._show_plan(None)
+        self._checkpoint_offer = None
         hw, ctx, kv = self.context.hardware, self.ctx, self.kv_type
-        self._planning.run(lambda _: plan_named(ref, hw, ctx, kv, offline), self._planned, self._plan_failed)
+        self._planning.run(lambda _: _plan_or_offer(ref, hw, ctx, kv, offline), self._planned, self._plan_failed)
         how = "reading its files' headers, nothing is downloaded" if kind_of(ref) == "repo" and not offline else ""
         self._set_status(f"Planning {ref}{f' ({how})' if how else ''}…")
 
@@ -298,7 +301,15 @@ class DiscoverPage(QWidget):
     def _current(self, plan: Plan) -> bool:
         return (plan.ctx, plan.kv_type, plan.hardware) == (self.ctx, self.kv_type, self.context.hardware)
 
-    def _planned(self, plan: Plan) -> None:
+    def _planned(self, plan: Plan | CheckpointOffer) -> None:
+        if isinstance(plan, CheckpointOffer):  # no GGUF files, but a checkpoint to quantize locally
+            self._checkpoint_offer = plan
+            self._set_status("No GGUF files here, but a checkpoint to quantize locally.")
+            self.view.notes.setText(esc(plan.summary()) + ". It is fetched and verified file by file, converted to "
+                                    "GGUF without leaving the app, then quantized to the type you choose on the "
+                                    "Quantize page; the result opens in Chat from there.")
+            self._update_actions()
+            return
         self.plan = plan
         self._set_status("")
         self._show_plan(plan)
@@ -339,6 +350,9 @@ class DiscoverPage(QWidget):
             self.plan_model(self.ref, self._ref_offline)
 
     def _quantize(self) -> None:
+        if self._checkpoint_offer is not None and self.plan is None:
+            self.context.quantize_requested.emit(self._checkpoint_offer.repo, "")
+            return
         offer = quantize_suggestion(self.plan) if self.plan else None
         if offer is not None:
             self.context.quantize_requested.emit(offer.source, offer.type)
@@ -357,6 +371,13 @@ class DiscoverPage(QWidget):
             self.best_button.setText("Download best fit")
         self.best_button.setEnabled(bool(self.ref) and not self.best_fit.active
                                     and (plan is None or rec is not None or plan.source == "file"))
+        checkpoint = getattr(self, "_checkpoint_offer", None) if plan is None else None
+        if checkpoint is not None:
+            self.best_button.setEnabled(False)
+            self.quantize_button.setVisible(True)
+            self.quantize_button.setText("Quantize locally (from its checkpoint)…")
+            self.quantize_button.setToolTip(checkpoint.summary())
+            return
         offer = quantize_suggestion(plan) if plan else None
         self.quantize_button.setVisible(offer is not None)
         if offer is not None:
@@ -385,3 +406,14 @@ class DiscoverPage(QWidget):
         self._searching.cancel()
         self._planning.cancel()
         self.best_fit.cancel_lookup()
+
+
+def _plan_or_offer(ref: str, hw, ctx: int, kv: str, offline: bool) -> Plan | CheckpointOffer:
+    """The plan; for a hub repo with no GGUF files, the checkpoint it offers to quantize locally."""
+    try:
+        return plan_named(ref, hw, ctx, kv, offline)
+    except NoGGUFFiles as exc:
+        offer = checkpoint_offer(exc.repo_id)
+        if offer is None:
+            raise
+        return offer

@@ -23,7 +23,8 @@ from quantdesk.quantize.evaluate import QualityReport
 from quantdesk.quantize.job import JobCheck
 from quantdesk.quantize.quantizer import TensorProgress
 
-KINDS = {"library": "library model", "file": "local file", "checkpoint": "its GGUF once converted"}
+KINDS = {"library": "library model", "file": "local file", "checkpoint": "its GGUF once converted",
+         "checkpoint-repo": "its GGUF once converted"}
 NO_REPORT = "Tick “Evaluate quality” before starting to compare the result with its source."
 
 
@@ -84,7 +85,9 @@ class PreflightPanel(QGroupBox):
     def show_check(self, check: JobCheck) -> None:
         pf = check.preflight
         source = f"{check.label} — {fmt_bytes(pf.input_bytes)}, {KINDS.get(check.kind, 'on the hub')}"
-        if check.download_bytes:
+        if check.download_bytes and check.kind == "checkpoint-repo":
+            source += f"; its checkpoint ({fmt_bytes(check.download_bytes)}) is downloaded, verified and converted first"
+        elif check.download_bytes:
             source += f"; its full-precision file ({fmt_bytes(check.download_bytes)}) is downloaded first"
         disk_need = pf.disk_needed + check.download_bytes
         values = {
