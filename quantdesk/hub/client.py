@@ -130,6 +130,11 @@ CHECKPOINT_FILE_RE = re.compile(
 def list_checkpoint_files(repo_id: str, revision: str | None = None) -> list[CheckpointFile]:
     """The files of ``repo_id`` that make up a Hugging Face checkpoint (top level only), each with its
     verification data; [] when the repo has no config.json."""
+    return checkpoint_listing(repo_id, revision)[0]
+
+
+def checkpoint_listing(repo_id: str, revision: str | None = None) -> tuple[list[CheckpointFile], str | None]:
+    """``list_checkpoint_files`` and the commit it describes (what the library records as the origin)."""
     info = with_retries(lambda: _api().model_info(repo_id, revision=revision, files_metadata=True), repo_id)
     out = []
     for s in info.siblings or []:
@@ -139,7 +144,7 @@ def list_checkpoint_files(repo_id: str, revision: str | None = None) -> list[Che
         size = s.size if s.size is not None else (lfs.size if lfs is not None else 0)
         out.append(CheckpointFile(s.rfilename, int(size or 0), lfs.sha256 if lfs is not None else None,
                                   getattr(s, "blob_id", None)))
-    return out if any(f.path == "config.json" for f in out) else []
+    return (out if any(f.path == "config.json" for f in out) else []), getattr(info, "sha", None)
 
 
 # Organisations whose files are the model's own or come from quantizers the community relies on;

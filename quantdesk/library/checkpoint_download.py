@@ -20,12 +20,13 @@ from pathlib import Path
 
 from quantdesk.base.errors import QuantDeskError
 from quantdesk.base.settings import models_dir
-from quantdesk.hub.client import CheckpointFile, RepoFilePart, check_repo_path, list_checkpoint_files
+from quantdesk.hub.client import CheckpointFile, RepoFilePart, check_repo_path, checkpoint_listing
 from quantdesk.hub.errors import with_retries
 from quantdesk.library.download import DownloadEvent, check_disk, download_part, partial_path
 from quantdesk.library.failure import ChecksumMismatch
 
 MAX_SMALL_FILE = 64 << 20  # a file git stores itself (not LFS) larger than this is refused
+PROVENANCE = "quantdesk-provenance.json"  # written beside a fetched checkpoint: repo, commit, each file's hash
 
 
 def checkpoint_dir(repo_id: str) -> Path:
@@ -73,7 +74,7 @@ def download_checkpoint(repo_id: str, revision: str | None = None, cancel: threa
     """
     from quantdesk.convert.checkpoint import SUPPORTED, CheckpointError, open_checkpoint, supported_list
 
-    files = list_checkpoint_files(repo_id, revision)
+    files, commit = checkpoint_listing(repo_id, revision)
     if not files:
         raise QuantDeskError(f"{repo_id} has neither a full-precision GGUF nor a Hugging Face checkpoint "
                              "(config.json with safetensors weights) to quantize from")
@@ -115,6 +116,9 @@ def download_checkpoint(repo_id: str, revision: str | None = None, cancel: threa
             os.replace(partial_path(repo_id, part.path), staging / part.path)
             done += part.size
         open_checkpoint(staging)  # every shard the index names is here
+        (staging / PROVENANCE).write_text(json.dumps({  # what the library records as the origin
+            "repo": repo_id, "revision": commit or revision,
+            "files": {f.path: ({"sha256": f.sha256} if f.sha256 else {"git_blob": f.blob_id}) for f in files}}))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(staging, folder)
     except BaseException:

@@ -289,7 +289,17 @@ def register_quantized(output: Path, preset: str, source: QuantizeSource,
     """Hash the new file and add it to the library with the input's hash as its origin (a converted
     checkpoint: the converted GGUF's hash, and ``source="converted+quantized"``)."""
     source_sha = source.sha256 or (sha256_file(source.path) if source.path.is_file() else None)
-    files = [{"path": str(output), "size": output.stat().st_size, "sha256": sha256_file(output)}]
+    files: list[dict[str, Any]] = [{"path": str(output), "size": output.stat().st_size, "sha256": sha256_file(output)}]
     kind = "converted+quantized" if source.converted_from is not None else "quantized"
+    if source.converted_from is not None:  # the checkpoint it came from: hub repo, commit and file hashes
+        import json
+
+        from quantdesk.library.checkpoint_download import PROVENANCE
+
+        try:
+            origin = json.loads((source.converted_from / PROVENANCE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            origin = {"folder": str(source.converted_from)}
+        files[0]["converted_from"] = origin
     return (library or Library()).add(files=files, source=kind, repo=source.repo, quant=preset,
                                       source_sha256=source_sha)

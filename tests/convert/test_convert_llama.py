@@ -42,13 +42,15 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
 
-@pytest.mark.parametrize("variant", ["f32", "bf16-sharded", "tied"])
+@pytest.mark.parametrize("variant", ["f32", "bf16-sharded", "tied", "mistral"])
 def test_converted_llama_tokenizes_and_computes_like_the_checkpoint(tmp_path, variant):
     import sentencepiece as spm
 
     folder = tmp_path / "ckpt"
     cfg, weights = write_llama_checkpoint(folder, shards=3 if variant == "bf16-sharded" else 1,
-                                          bf16=variant == "bf16-sharded", tie_word_embeddings=variant == "tied")
+                                          bf16=variant == "bf16-sharded", tie_word_embeddings=variant == "tied",
+                                          architecture="MistralForCausalLM" if variant == "mistral" else
+                                          "LlamaForCausalLM")
     out = tmp_path / "model.gguf"
     result = convert_checkpoint(folder, out)
     assert result.output == out and out.is_file() and not (tmp_path / "model.gguf.partial").exists()

@@ -33,6 +33,10 @@ def test_a_checkpoint_repo_is_fetched_verified_converted_and_quantized(fake_hub,
     data = json.loads(out.stdout)
     [model] = [m for m in json.loads(run_cli("list", "--json").stdout) if m["name"] == data["name"]]
     assert model["source"] == "converted+quantized" and model["repo"] == REPO and model["quant"] == "Q8_0"
+    origin = model["files"][0]["converted_from"]  # the checkpoint it came from, as the hub described it
+    assert origin["repo"] == REPO and len(origin["revision"]) == 40
+    assert set(origin["files"]["model-00001-of-00002.safetensors"]) == {"sha256"}
+    assert set(origin["files"]["config.json"]) == {"git_blob"}
     assert _left_behind() == []  # neither the checkpoint nor the converted file is kept
     served = {r.filename for r in fake_hub.requests_for(REPO, method="GET") if r.filename}
     assert {"config.json", "tokenizer.model", "tokenizer_config.json", "model.safetensors.index.json",

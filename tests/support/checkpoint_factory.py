@@ -102,9 +102,9 @@ def llama_weights(cfg: dict, seed: int = 0) -> dict[str, np.ndarray]:
 
 def write_llama_checkpoint(folder: Path, *, shards: int = 1, bf16: bool = False, seed: int = 0,
                            tie_word_embeddings: bool = False, architecture: str = "LlamaForCausalLM",
-                           rope_scaling: dict | None = None) -> tuple[dict, dict[str, np.ndarray]]:
-    """A loadable tiny llama checkpoint in ``folder``; returns its config and its float32 weights
-    (as stored: BF16-rounded when ``bf16``)."""
+                           rope_scaling: dict | None = None, **shape: int) -> tuple[dict, dict[str, np.ndarray]]:
+    """A loadable tiny llama checkpoint in ``folder`` (``shape``: config.json values to override, e.g. a
+    bigger one for benchmarks); returns its config and its float32 weights (BF16-rounded when ``bf16``)."""
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = train_sentencepiece(folder)
     import sentencepiece as spm
@@ -117,6 +117,7 @@ def write_llama_checkpoint(folder: Path, *, shards: int = 1, bf16: bool = False,
            "torch_dtype": "bfloat16" if bf16 else "float32"}
     if rope_scaling:
         cfg["rope_scaling"] = rope_scaling
+    cfg.update(shape)
     (folder / "config.json").write_text(json.dumps(cfg))
     (folder / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "eos_token_id": 2}))
     (folder / "tokenizer_config.json").write_text(json.dumps({
