@@ -43,6 +43,7 @@ from quantdesk.quantize.source import (
     offer_model_info,
     has_full_precision_gguf,
     repo_checkpoint_source,
+    repo_has_checkpoint,
     library_copy,
     local_source,
     pick_full_precision,
@@ -160,7 +161,8 @@ def run_job(spec: str, preset_name: str, output: str | Path | None = None, *, ov
     A checkpoint folder is converted to a temporary GGUF first (``Converting`` events), removed at
     the end."""
     source = local_source(spec)
-    from_repo = source is None and REPO_ID_RE.match(spec) and not has_full_precision_gguf(spec, revision)
+    from_repo = (source is None and bool(REPO_ID_RE.match(spec)) and not has_full_precision_gguf(spec, revision)
+                 and repo_has_checkpoint(spec, revision))  # else: the repo's own listing says what it has
     if is_checkpoint_folder(spec) or from_repo:
         converted: QuantizeSource | None = None
         steps = repo_checkpoint_source(spec, revision, cancel) if from_repo else checkpoint_source(spec, cancel)

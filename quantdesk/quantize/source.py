@@ -247,6 +247,20 @@ def offer_model_info(offer: CheckpointOffer) -> ModelInfo:
     return model_info_for(model, model.files[0])
 
 
+def repo_has_checkpoint(repo_id: str, revision: str | None = None) -> bool:
+    """Whether the repo holds a Hugging Face checkpoint (config.json at its top); when it has neither
+    that nor any GGUF, says so."""
+    from quantdesk.catalog.refresh import list_and_remember
+    from quantdesk.hub.client import list_checkpoint_files
+
+    if list_checkpoint_files(repo_id, revision):
+        return True
+    if not list_and_remember(repo_id, revision):
+        raise QuantDeskError(f"{repo_id} has neither a full-precision GGUF nor a Hugging Face checkpoint "
+                             "(config.json with safetensors weights) to quantize from")
+    return False
+
+
 def has_full_precision_gguf(repo_id: str, revision: str | None = None) -> bool:
     from quantdesk.catalog.refresh import list_and_remember
 
