@@ -277,9 +277,8 @@ def _write_metadata(w: GGUFWriter, ck: Checkpoint, hp: dict[str, Any], vocab: Vo
     w.add_head_count(hp["n_head"])
     w.add_head_count_kv(hp["n_head_kv"])
     w.add_rope_dimension_count(int(hp["head_dim"] * hp["partial_rotary"]) // 2 * 2)
-    if hp["head_dim"] != hp["n_embd"] // hp["n_head"] or ck.architecture in ("qwen3", "gemma2", "gemma3"):
-        w.add_key_length(hp["head_dim"])
-        w.add_value_length(hp["head_dim"])
+    w.add_key_length(hp["head_dim"])  # (written always, as llama.cpp's converter does)
+    w.add_value_length(hp["head_dim"])
     _family_metadata(w, ck)
     w.add_rope_freq_base(hp["rope_theta"])
     w.add_layer_norm_rms_eps(hp["rms_eps"])
@@ -295,9 +294,9 @@ def _write_metadata(w: GGUFWriter, ck: Checkpoint, hp: dict[str, Any], vocab: Vo
 def _family_metadata(w: GGUFWriter, ck: Checkpoint) -> None:
     """What an architecture needs beyond the common keys (llama.cpp reads each as optional)."""
     window = ck.get("sliding_window")
-    if ck.architecture == "phi3" and isinstance(window, int) and window > 0:
-        w.add_sliding_window(window)
-        original = ck.get("original_max_position_embeddings")
+    if ck.architecture == "phi3":  # (0: no window; llama.cpp's converter writes both always)
+        w.add_sliding_window(window if isinstance(window, int) and window > 0 else 0)
+        original = ck.get("original_max_position_embeddings", "max_position_embeddings")
         if isinstance(original, int):
             w.add_rope_scaling_orig_ctx_len(original)
     if ck.architecture in ("gemma2", "gemma3"):

@@ -19,6 +19,9 @@ from gguf.vocab import SentencePieceVocab, SpecialVocab
 from quantdesk.convert.checkpoint import Checkpoint, CheckpointError
 
 
+PAD_SCORE = -10000.0  # rows of the embedding no token uses (llama.cpp's converter scores them so)
+
+
 @dataclass
 class Vocabulary:
     tokens: list[bytes] | list[str]
@@ -27,6 +30,7 @@ class Vocabulary:
     special: Any  # gguf.vocab.SpecialVocab
     model: str = "llama"  # llama.cpp's tokenizer model: "llama" (SentencePiece) or "gpt2" (byte-level BPE)
     pre: str = "default"
+    space_prefix: bool = True  # SentencePiece's add_dummy_prefix (llama.cpp's default when unwritten: true)
 
     @property
     def size(self) -> int:
@@ -37,7 +41,7 @@ class Vocabulary:
         tokens, scores, types = list(self.tokens), list(self.scores), list(self.types)
         for i in range(len(tokens), n_vocab):
             tokens.append(f"[PAD{i}]".encode())
-            scores.append(-1000.0)
+            scores.append(PAD_SCORE)
             types.append(int(TokenType.UNUSED))
         w.add_tokenizer_model(self.model)
         w.add_tokenizer_pre(self.pre)
@@ -45,6 +49,8 @@ class Vocabulary:
         if self.model == "llama":
             w.add_token_scores(scores)
         w.add_token_types(types)
+        if not self.space_prefix:
+            w.add_add_space_prefix(False)
         self.special.add_to_gguf(w, quiet=True)
 
 
@@ -72,7 +78,10 @@ def load_vocabulary(ck: Checkpoint) -> Vocabulary:
         scores.append(float(score))
         types.append(int(kind))
     _added_tokens(ck, tokens, scores, types)
-    return Vocabulary(tokens, scores, types, special)
+    # whether the model adds a space before the text (Llama 2 does, Gemma does not): as it encodes "a"
+    pieces = spm.sentencepiece_tokenizer.EncodeAsPieces("a")
+    prefix = bool(pieces) and pieces[0].startswith("\u2581")
+    return Vocabulary(tokens, scores, types, special, space_prefix=prefix)
 
 
 def _added_tokens(ck: Checkpoint, tokens: list, scores: list[float], types: list[int]) -> None:
@@ -100,7 +109,7 @@ def _added_tokens(ck: Checkpoint, tokens: list, scores: list[float], types: list
             continue
         while len(tokens) <= token_id:
             tokens.append(f"[PAD{len(tokens)}]".encode())
-            scores.append(-1000.0)
+            scores.append(PAD_SCORE)
             types.append(int(TokenType.UNUSED))
         if token_id >= len(tokens) or types[token_id] in (int(TokenType.UNUSED), int(TokenType.NORMAL)) \
                 or tokens[token_id] != content.encode():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from quantdesk.convert.checkpoint import SUPPORTED
 from quantdesk.convert.convert import convert_checkpoint
 from quantdesk.gguf.model_info import load_model_info
 from tests.convert.test_convert_llama import TEXT, run_llama
@@ -23,8 +24,8 @@ def test_converted_family_tokenizes_and_computes_like_the_checkpoint(tmp_path, c
     cfg, weights = write_spm_checkpoint(folder, config, added_tokens=added, pad_vocab_to=512)
     convert_checkpoint(folder, tmp_path / "m.gguf")
     info = load_model_info(tmp_path / "m.gguf")
-    assert info.architecture == cfg["model_type"] and info.n_vocab == cfg["vocab_size"] == 512
-    assert info.metadata["general.architecture"] == cfg["model_type"]
+    arch = SUPPORTED[cfg["architectures"][0]]  # llama.cpp's name (Gemma 3 text: "gemma3", not gemma3_text)
+    assert info.architecture == arch and info.n_vocab == cfg["vocab_size"] == 512
 
     got = run_llama(tmp_path / "m.gguf")
     sp = spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))

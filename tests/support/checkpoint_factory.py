@@ -17,8 +17,9 @@ CHAT_TEMPLATE = ("{% for m in messages %}{{ '<s>[' + m['role'] + '] ' + m['conte
                  "{% if add_generation_prompt %}{{ '<s>[assistant] ' }}{% endif %}")
 
 
-def train_sentencepiece(folder: Path, vocab_size: int = 400, seed: int = 0) -> Path:
-    """A byte-fallback BPE SentencePiece model like Llama 2's, trained on a generated corpus."""
+def train_sentencepiece(folder: Path, vocab_size: int = 400, seed: int = 0, space_prefix: bool = True) -> Path:
+    """A byte-fallback BPE SentencePiece model like Llama 2's (``space_prefix`` False: like Gemma's,
+    no space added before the text), trained on a generated corpus."""
     import sentencepiece as spm
 
     rng = np.random.default_rng(seed)
@@ -26,7 +27,7 @@ def train_sentencepiece(folder: Path, vocab_size: int = 400, seed: int = 0) -> P
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines), model_prefix=str(folder / "tokenizer"), vocab_size=vocab_size,
         model_type="bpe", byte_fallback=True, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
-        hard_vocab_limit=False, minloglevel=2, num_threads=1)
+        hard_vocab_limit=False, minloglevel=2, num_threads=1, add_dummy_prefix=space_prefix)
     (folder / "tokenizer.vocab").unlink(missing_ok=True)
     return folder / "tokenizer.model"
 
@@ -87,7 +88,7 @@ def llama_weights(cfg: dict, seed: int = 0) -> dict[str, np.ndarray]:
         if cfg.get("model_type") == "qwen2":  # Q, K and V carry biases
             out |= {p + f"self_attn.{x}_proj.bias": (0.1 * rng.standard_normal(n)).astype(np.float32)
                     for x, n in (("q", q), ("k", kv), ("v", kv))}
-        if cfg.get("model_type") in ("qwen3", "gemma3"):  # Q and K are RMS-normed per head
+        if cfg.get("model_type") in ("qwen3", "gemma3_text"):  # Q and K are RMS-normed per head
             out |= {p + f"self_attn.{x}_norm.weight": (1.0 + 0.1 * rng.standard_normal(hd)).astype(np.float32)
                     for x in ("q", "k")}
     out["model.norm.weight"] = norm()
@@ -122,7 +123,7 @@ def write_llama_checkpoint(folder: Path, *, shards: int = 1, bf16: bool = False,
     (folder / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "eos_token_id": 2}))
     (folder / "tokenizer_config.json").write_text(json.dumps({
         "add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
-        "unk_token": "<unk>", "chat_template": CHAT_TEMPLATE}))
+        "unk_token": "<unk>", "chat_template": CHAT_TEMPLATE, "tokenizer_class": "LlamaTokenizer"}))
     weights = llama_weights(cfg, seed)
     names = list(weights)
     if shards == 1:
@@ -250,7 +251,8 @@ def write_spm_checkpoint(folder: Path, cfg: dict, *, added_tokens: list[str] = (
     import sentencepiece as spm
 
     folder.mkdir(parents=True, exist_ok=True)
-    sp_size = spm.SentencePieceProcessor(model_file=str(train_sentencepiece(folder))).vocab_size()
+    gemma = str(cfg.get("model_type")).startswith("gemma")
+    sp_size = spm.SentencePieceProcessor(model_file=str(train_sentencepiece(folder, space_prefix=not gemma))).vocab_size()
     added = [{"id": sp_size + i, "content": t, "special": True, "single_word": False, "lstrip": False,
               "rstrip": False, "normalized": False} for i, t in enumerate(added_tokens)]
     cfg = dict(cfg, vocab_size=max(sp_size + len(added), pad_vocab_to))
@@ -258,6 +260,7 @@ def write_spm_checkpoint(folder: Path, cfg: dict, *, added_tokens: list[str] = (
     (folder / "tokenizer_config.json").write_text(json.dumps({
         "add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
         "unk_token": "<unk>", "chat_template": CHAT_TEMPLATE,
+        "tokenizer_class": "GemmaTokenizer" if str(cfg.get("model_type")).startswith("gemma") else "LlamaTokenizer",
         "added_tokens_decoder": {str(a["id"]): {k: v for k, v in a.items() if k != "id"} for a in added}}))
     weights = llama_weights(cfg, seed)
     write_safetensors(folder / "model.safetensors", weights)
@@ -273,7 +276,7 @@ GEMMA2 = {"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2", "hidde
           "max_position_embeddings": 8192, "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "query_pre_attn_scalar": 128,
           "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0, "sliding_window": 4096,
           "hidden_activation": "gelu_pytorch_tanh", "bos_token_id": 1, "eos_token_id": 2}
-GEMMA3 = {"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3", "hidden_size": 256, "intermediate_size": 512,
+GEMMA3 = {"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "hidden_size": 256, "intermediate_size": 512,
           "num_hidden_layers": 6, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 128,
           "max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
           "rope_local_base_freq": 100.0,  # unusual on purpose: the test sees whether it reaches llama.cpp
@@ -321,9 +324,9 @@ def family_reference_logits(cfg: dict, w: dict[str, np.ndarray], tokens: list[in
         q = q.reshape(n, n_head, hd).transpose(1, 0, 2)
         k = k.reshape(n, n_kv, hd).transpose(1, 0, 2)
         v = v.reshape(n, n_kv, hd).transpose(1, 0, 2)
-        if kind == "gemma3":
+        if kind == "gemma3_text":
             q, k = rms(q, f[p + "self_attn.q_norm.weight"]), rms(k, f[p + "self_attn.k_norm.weight"])
-        sliding = kind == "gemma3" and (i + 1) % cfg.get("sliding_window_pattern", 6) != 0
+        sliding = kind == "gemma3_text" and (i + 1) % cfg.get("sliding_window_pattern", 6) != 0
         theta = cfg["rope_local_base_freq"] if sliding else cfg["rope_theta"]
         q, k = rope(q, theta), rope(k, theta)
         k, v = np.repeat(k, n_head // n_kv, 0), np.repeat(v, n_head // n_kv, 0)
