@@ -44,6 +44,7 @@ from quantdesk.quantize.source import (
     has_full_precision_gguf,
     repo_checkpoint_source,
     repo_has_checkpoint,
+    with_conversion,
     library_copy,
     local_source,
     pick_full_precision,
@@ -110,6 +111,7 @@ def check_job(spec: str, preset_name: str, output: str | Path | None = None, *, 
         info = converted_model_info(plan)
         # the converted file sits beside the quantized one until the job ends: it counts against the disk
         check = preflight_download(info, preset_name, output, plan.output_bytes, threads=threads, hardware=hardware)
+        check = with_conversion(check, plan.checkpoint.weight_bytes, plan.largest_tensor)
         need = eval_ram_needed(info, eval_tokens) if evaluate_quality else None
         return _verdict("checkpoint", f"{plan.checkpoint.folder.name} (a {plan.checkpoint.hf_architecture} checkpoint,"
                         " converted first)", check, 0, need)
@@ -127,6 +129,8 @@ def check_job(spec: str, preset_name: str, output: str | Path | None = None, *, 
                 info = offer_model_info(offer)
                 check = preflight_download(info, preset_name, output, offer.weight_bytes + info.file_size,
                                            threads=threads, hardware=hardware)
+                largest = max((t.n_elements for t in info.tensors), default=0)
+                check = with_conversion(check, offer.weight_bytes, largest)
                 need = eval_ram_needed(info, eval_tokens) if evaluate_quality else None
                 return _verdict("checkpoint-repo", f"{spec} (a {offer.hf_architecture} checkpoint, downloaded and "
                                 "converted first)", check, offer.weight_bytes, need)

@@ -123,6 +123,25 @@ def repo_source(repo_id: str, revision: str | None = None, cancel: threading.Eve
 CONVERT_RAM_PER_ELEMENT, CONVERT_RAM_BASE = 10, 256 << 20
 # Disk for the converted file and the quantized output beside it (a Q8_0 is 53% of an F16) + margin.
 CONVERT_DISK_FACTOR, CONVERT_DISK_MARGIN = 1.6, 256 << 20
+# Conversion speed, bytes of checkpoint read per second: bench/convert.py measured 430 MB/s for F32
+# (converted to F16) and 1,536 MB/s for BF16 (copied) on 2 cores; the slower one for the estimate.
+CONVERT_BYTES_PER_S = 400e6
+
+
+def with_conversion(check: Any, checkpoint_bytes: int, largest_tensor: int) -> Any:
+    """A quantize pre-flight that also counts the conversion before it: its time, and its working
+    memory when that is the larger (the two never run at once)."""
+    import dataclasses
+
+    from quantdesk.base.units import fmt_bytes
+
+    ram = largest_tensor * CONVERT_RAM_PER_ELEMENT + CONVERT_RAM_BASE
+    problems = list(check.problems)
+    if ram > check.ram_available:
+        problems.append(f"not enough memory to convert the checkpoint: its largest tensor needs about "
+                        f"{fmt_bytes(ram)} but only {fmt_bytes(check.ram_available)} is available")
+    return dataclasses.replace(check, seconds=check.seconds + checkpoint_bytes / CONVERT_BYTES_PER_S,
+                               ram_needed=max(check.ram_needed, ram), problems=problems)
 
 
 def converted_model_info(plan: Any) -> ModelInfo:

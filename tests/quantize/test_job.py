@@ -54,3 +54,20 @@ def test_run_yields_in_order_and_registers(tiny_model, tmp_path):
     registered = events[-1]
     assert registered.model.path == str(tmp_path / "t-Q8_0.gguf") and registered.model.quant == "Q8_0"
     assert [m.name for m in Library().models()] == [registered.model.name]
+
+
+def test_a_checkpoints_pre_flight_counts_its_conversion(tmp_path):
+    from quantdesk.convert.convert import plan_conversion
+    from quantdesk.quantize.job import check_job
+    from quantdesk.quantize.source import CONVERT_BYTES_PER_S, CONVERT_RAM_PER_ELEMENT, converted_model_info
+    from quantdesk.quantize.quantizer import preflight_download
+    from tests.support.checkpoint_factory import write_llama_checkpoint
+
+    folder = tmp_path / "ckpt"
+    write_llama_checkpoint(folder, shards=2)
+    check = check_job(str(folder), "Q8_0")
+    plan = plan_conversion(folder)
+    alone = preflight_download(converted_model_info(plan), "Q8_0", None, plan.output_bytes)
+    assert check.kind == "checkpoint" and check.ok
+    assert check.preflight.seconds == pytest.approx(alone.seconds + plan.checkpoint.weight_bytes / CONVERT_BYTES_PER_S)
+    assert check.preflight.ram_needed >= plan.largest_tensor * CONVERT_RAM_PER_ELEMENT
