@@ -272,6 +272,19 @@ def test_quantize_from_the_installed_program(installed, tmp_path, small_model):
     assert [m["source"] for m in listed] == ["quantized"]
 
 
+def test_the_installed_program_converts_and_quantizes_a_checkpoint(installed, tmp_path):
+    """The bundle carries the converter's libraries (sentencepiece, gguf's vocabulary readers)."""
+    from tests.support.checkpoint_factory import write_llama_checkpoint
+
+    folder = tmp_path / "tiny-finetune"
+    write_llama_checkpoint(folder, shards=2, bf16=True)
+    out = run_installed(installed, "quantize", str(folder), "--type", "Q8_0", "--json", home=tmp_path, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout)["output"].endswith("tiny-finetune-Q8_0.gguf")
+    listed = json.loads(run_installed(installed, "list", "--json", home=tmp_path, cwd=tmp_path).stdout)
+    assert [m["source"] for m in listed] == ["converted+quantized"]
+
+
 def test_plain_command_opens_the_window_and_keeps_running(installed, tmp_path):
     """What the launcher runs (Exec=quantdesk, no verb): the app's event loop, not a usage message."""
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
