@@ -58,7 +58,8 @@ def _split_pattern(pre: Any) -> tuple[str | None, bool]:
 
 def identify_pre_tokenizer(tokenizer: dict[str, Any]) -> str:
     """llama.cpp's name for this tokenizer.json's pre-tokenizer; :class:`UnknownTokenizer` otherwise."""
-    if tokenizer.get("normalizer"):
+    normalizer = tokenizer.get("normalizer")
+    if normalizer and normalizer.get("type") != "NFC":  # Qwen's is NFC, which llama.cpp's converter accepts too
         raise UnknownTokenizer("its tokenizer normalizes text first, which no supported llama.cpp pre-tokenizer does")
     pattern, byte_level = _split_pattern(tokenizer.get("pre_tokenizer"))
     if pattern is None or not byte_level:

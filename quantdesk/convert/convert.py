@@ -80,6 +80,7 @@ class ConversionPlan:
     tensor_plan: list[TensorPlan] = None  # type: ignore[assignment]
     vocab_size: int = 0
     chat_template: str | None = None
+    f32_source: bool = False  # F32 weights (widened and narrowed) rather than BF16/F16 (copied)
 
 
 def plan_conversion(folder: str | Path) -> ConversionPlan:
@@ -92,7 +93,25 @@ def plan_conversion(folder: str | Path) -> ConversionPlan:
     template = getattr(vocab.special, "chat_template", None)
     return ConversionPlan(ck, sum(_nbytes(t) for t in plan),
                           max(int(np.prod(t.shape, dtype=np.int64)) for t in plan), len(plan), hp, plan,
-                          hp["n_vocab"], template if isinstance(template, str) else None)
+                          hp["n_vocab"], template if isinstance(template, str) else None,
+                          any(t.source_dtype in ("F32", "F64") and len(t.shape) > 1 for t in plan))
+
+
+def check_before_weights(folder: str | Path) -> None:
+    """What can be refused from config.json and the tokenizer alone — before a checkpoint's weights
+    are fetched: the architecture, the config's numbers, RoPE scaling, the tokenizer."""
+    from quantdesk.convert.checkpoint import SUPPORTED, _read_json, supported_list
+
+    folder = Path(folder)
+    config = _read_json(folder / "config.json")
+    hf_arch = (config.get("architectures") or [None])[0] if isinstance(config, dict) else None
+    if hf_arch not in SUPPORTED:
+        raise CheckpointError(f"{hf_arch or 'a checkpoint of no named architecture'} cannot be converted yet; "
+                              f"supported: {supported_list()}")
+    ck = Checkpoint(folder, config, hf_arch, SUPPORTED[hf_arch], [])
+    load_vocabulary(ck)
+    _rope_scaling(_hparams(ck))
+    _check_attention_scale(ck)
 
 
 def convert_checkpoint(folder: str | Path, output: str | Path, *, cancel: threading.Event | None = None,
@@ -122,6 +141,7 @@ def convert_steps(folder: str | Path, output: str | Path, *, cancel: threading.E
     total = sum(_nbytes(t) for t in plan)
     done = 0
     extra = _rope_scaling(hp)  # a computed tensor (llama3's RoPE factors), written first
+    writer = None
     try:
         writer = GGUFWriter(str(partial), ck.architecture)
         _write_metadata(writer, ck, hp, vocab, LlamaFileType.MOSTLY_BF16 if bf16 else LlamaFileType.MOSTLY_F16)
@@ -145,6 +165,11 @@ def convert_steps(folder: str | Path, output: str | Path, *, cancel: threading.E
         writer.close()
         os.replace(partial, output)
     except BaseException:  # GeneratorExit included: a consumer that stops early leaves nothing behind
+        if writer is not None:
+            try:
+                writer.close()  # (an open file cannot be removed on Windows)
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                pass
         partial.unlink(missing_ok=True)
         raise
     yield ConversionResult(output, output.stat().st_size, len(plan), "BF16" if bf16 else "F16")
@@ -233,7 +258,8 @@ def _plan_tensors(ck: Checkpoint, hp: dict[str, Any], vocab: Vocabulary) -> list
         plan.append(TensorPlan(name, gguf_name, shard, entry.dtype, tuple(entry.shape), out, heads, plus_one))
     have = {t.gguf_name for t in plan}
     attention = "attn_qkv" if ck.architecture == "phi3" else "attn_q"
-    for needed in ("token_embd.weight", "output_norm.weight",
+    head = () if hp["tied"] else ("output.weight",)  # untied: its own lm_head, or llama.cpp would reuse embeddings
+    for needed in ("token_embd.weight", "output_norm.weight", *head,
                    *(f"blk.{i}.{attention}.weight" for i in range(hp["n_layer"]))):
         if needed not in have:
             raise CheckpointError(f"the checkpoint has no tensor for {needed}: a shard is missing or incomplete")
@@ -307,15 +333,23 @@ def _family_metadata(w: GGUFWriter, ck: Checkpoint) -> None:
             value = ck.get(key)
             if isinstance(value, (int, float)) and value > 0:
                 add(float(value))
-        scalar, head_dim = ck.get("query_pre_attn_scalar"), ck.get("head_dim")
-        if isinstance(scalar, (int, float)) and isinstance(head_dim, int) and scalar != head_dim \
-                and scalar != ck.get("hidden_size", default=0) // max(1, ck.get("num_attention_heads", default=1)):
-            raise CheckpointError(f"config.json scales attention by 1/sqrt({scalar}), which llama.cpp's "
-                                  f"{ck.architecture} does not (it uses the head width)")
+        _check_attention_scale(ck)
     if ck.architecture == "gemma3":
         local = ck.get("rope_local_base_freq")
         if isinstance(local, (int, float)):
             w.add_rope_freq_base_swa(float(local))
+
+
+def _check_attention_scale(ck: Checkpoint) -> None:
+    """Gemma scales attention by 1/sqrt(query_pre_attn_scalar); llama.cpp by the head width (or, for
+    Gemma 27B, hidden/heads): any other value would compute something else."""
+    if ck.architecture not in ("gemma2", "gemma3"):
+        return
+    scalar, head_dim = ck.get("query_pre_attn_scalar"), ck.get("head_dim")
+    if isinstance(scalar, (int, float)) and isinstance(head_dim, int) and scalar != head_dim \
+            and scalar != ck.get("hidden_size", default=0) // max(1, ck.get("num_attention_heads", default=1)):
+        raise CheckpointError(f"config.json scales attention by 1/sqrt({scalar}), which llama.cpp's "
+                              f"{ck.architecture} does not (it uses the head width)")
 
 
 def _rope_scaling(hp: dict[str, Any]) -> list[tuple[str, np.ndarray]]:

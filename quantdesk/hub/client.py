@@ -123,7 +123,8 @@ class CheckpointFile:
 # What a checkpoint's conversion reads: the config, the tokenizer, the weights (safetensors only).
 CHECKPOINT_FILE_RE = re.compile(
     r"^(config\.json|generation_config\.json|tokenizer\.json|tokenizer\.model|tokenizer_config\.json|"
-    r"special_tokens_map\.json|added_tokens\.json|model\.safetensors\.index\.json|"
+    r"special_tokens_map\.json|added_tokens\.json|chat_template\.jinja|chat_template\.json|"
+    r"model\.safetensors\.index\.json|"
     r"model(-\d{5}-of-\d{5})?\.safetensors)$")
 
 

@@ -22,7 +22,7 @@ from quantdesk.base.errors import QuantDeskError
 from quantdesk.base.settings import models_dir
 from quantdesk.hub.client import CheckpointFile, RepoFilePart, check_repo_path, checkpoint_listing
 from quantdesk.hub.errors import with_retries
-from quantdesk.library.download import DownloadEvent, check_disk, download_part, partial_path
+from quantdesk.library.download import Cancelled, DownloadEvent, check_disk, download_part, partial_path
 from quantdesk.library.failure import ChecksumMismatch
 
 MAX_SMALL_FILE = 64 << 20  # a file git stores itself (not LFS) larger than this is refused
@@ -86,9 +86,10 @@ def download_checkpoint(repo_id: str, revision: str | None = None, cancel: threa
                             message="already downloaded and verified")
         yield folder
         return
-    staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("the download was cancelled")
+    staging = folder.with_name(folder.name + ".partial")  # kept after a cancel or a dropped network: resumed
+    staging.mkdir(parents=True, exist_ok=True)
     try:
         small = [f for f in files if f.sha256 is None]
         weights = [f for f in files if f.sha256 is not None]
@@ -104,13 +105,20 @@ def download_checkpoint(repo_id: str, revision: str | None = None, cancel: threa
                                   f"supports {supported_list()}")
         for f in by_name.values():
             (staging / f.path).write_bytes(fetch_small_file(repo_id, f, revision))
+        from quantdesk.convert.convert import check_before_weights
+
+        check_before_weights(staging)  # the tokenizer, RoPE scaling…: refused now, not after gigabytes
         total = sum(f.size for f in weights)
         if before_weights is not None:
             before_weights(staging, total)
         parts = [RepoFilePart(f.path, f.size, f.sha256) for f in weights]
-        check_disk(parts, repo_id)
+        done_before = [p for p in parts if _verified(staging / p.path, p, cancel)]  # an earlier try's shards
+        check_disk([p for p in parts if p not in done_before], repo_id)
         done = 0
         for part in parts:
+            if part in done_before:
+                done += part.size
+                continue
             for event in download_part(repo_id, part, revision, cancel):  # progress over all the weights
                 yield dataclasses.replace(event, done=done + event.done, total=total)
             os.replace(partial_path(repo_id, part.path), staging / part.path)
@@ -121,11 +129,24 @@ def download_checkpoint(repo_id: str, revision: str | None = None, cancel: threa
             "files": {f.path: ({"sha256": f.sha256} if f.sha256 else {"git_blob": f.blob_id}) for f in files}}))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(staging, folder)
-    except BaseException:
+    except (CheckpointError, ChecksumMismatch):  # refused or not the hub's bytes: nothing is kept
         shutil.rmtree(staging, ignore_errors=True)
-        raise
+        raise  # (a cancel, a dropped network, a full disk keep what is verified: the next try resumes)
     yield DownloadEvent("done", repo_id, total, total)
     yield folder
+
+
+def _verified(path: Path, part: RepoFilePart, cancel: threading.Event | None) -> bool:
+    """A weight file an earlier try finished: right size and SHA-256 (hashed again)."""
+    if not path.is_file() or path.stat().st_size != part.size or not part.sha256:
+        return False
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("the download was cancelled")
+            digest.update(chunk)
+    return digest.hexdigest() == part.sha256.lower()
 
 
 def _complete_copy(folder: Path, files: list[CheckpointFile], cancel: threading.Event | None) -> bool:

@@ -111,7 +111,7 @@ def check_job(spec: str, preset_name: str, output: str | Path | None = None, *, 
         info = converted_model_info(plan)
         # the converted file sits beside the quantized one until the job ends: it counts against the disk
         check = preflight_download(info, preset_name, output, plan.output_bytes, threads=threads, hardware=hardware)
-        check = with_conversion(check, plan.checkpoint.weight_bytes, plan.largest_tensor)
+        check = with_conversion(check, plan.checkpoint.weight_bytes, plan.largest_tensor, plan.f32_source)
         need = eval_ram_needed(info, eval_tokens) if evaluate_quality else None
         return _verdict("checkpoint", f"{plan.checkpoint.folder.name} (a {plan.checkpoint.hf_architecture} checkpoint,"
                         " converted first)", check, 0, need)
@@ -130,7 +130,8 @@ def check_job(spec: str, preset_name: str, output: str | Path | None = None, *, 
                 check = preflight_download(info, preset_name, output, offer.weight_bytes + info.file_size,
                                            threads=threads, hardware=hardware)
                 largest = max((t.n_elements for t in info.tensors), default=0)
-                check = with_conversion(check, offer.weight_bytes, largest)
+                f32 = (offer.config.get("torch_dtype") or offer.config.get("dtype")) in ("float32", None)
+                check = with_conversion(check, offer.weight_bytes, largest, f32)
                 need = eval_ram_needed(info, eval_tokens) if evaluate_quality else None
                 return _verdict("checkpoint-repo", f"{spec} (a {offer.hf_architecture} checkpoint, downloaded and "
                                 "converted first)", check, offer.weight_bytes, need)
@@ -168,6 +169,7 @@ def run_job(spec: str, preset_name: str, output: str | Path | None = None, *, ov
     from_repo = (source is None and bool(REPO_ID_RE.match(spec)) and not has_full_precision_gguf(spec, revision)
                  and repo_has_checkpoint(spec, revision))  # else: the repo's own listing says what it has
     if is_checkpoint_folder(spec) or from_repo:
+        _refuse_existing_output(spec, preset_name, output, overwrite)  # before any download or conversion
         converted: QuantizeSource | None = None
         steps = repo_checkpoint_source(spec, revision, cancel) if from_repo else checkpoint_source(spec, cancel)
         try:
@@ -183,8 +185,9 @@ def run_job(spec: str, preset_name: str, output: str | Path | None = None, *, ov
             if from_repo and converted.converted_from is not None:  # done: the checkpoint is not kept
                 shutil.rmtree(converted.converted_from, ignore_errors=True)
         finally:
-            if converted is not None:
+            if converted is not None:  # the converted file and the folder it had to itself
                 converted.path.unlink(missing_ok=True)
+                shutil.rmtree(converted.path.parent, ignore_errors=True)
         return
     if source is None:
         if not REPO_ID_RE.match(spec):
@@ -204,6 +207,20 @@ def run_job(spec: str, preset_name: str, output: str | Path | None = None, *, ov
         yield SourceReady(source, None)
     yield from _quantize_source(source, preset_name, output, overwrite, evaluate_quality, eval_tokens, threads,
                                 hardware, cancel)
+
+
+def _refuse_existing_output(spec: str, preset_name: str, output: str | Path | None, overwrite: bool) -> None:
+    """The quantized file a checkpoint job would write, refused now if it exists (the quantizer's own
+    check comes only after the download and the conversion)."""
+    from quantdesk.base.settings import models_dir
+    from quantdesk.gguf.quant_presets import resolve_preset
+
+    preset = resolve_preset(preset_name)
+    name = Path(spec).expanduser().name if is_checkpoint_folder(spec) else spec.rsplit("/", 1)[-1]
+    target = Path(output).expanduser().absolute() if output else models_dir() / "quantized" / f"{name}-{preset.name}.gguf"
+    if target.exists() and not overwrite:
+        raise QuantDeskError(f"{target} already exists", "Choose another output file (-o), or replace it (--force; on "
+                             "the Quantize page, “Replace the output file”).")
 
 
 def _quantize_source(source: QuantizeSource, preset_name: str, output: str | Path | None, overwrite: bool,

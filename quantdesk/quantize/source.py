@@ -118,9 +118,14 @@ def repo_source(repo_id: str, revision: str | None = None, cancel: threading.Eve
     yield QuantizeSource(Path(files[0]["path"]), files[0]["sha256"], repo_id, model.name)
 
 
-# Working memory of a conversion beyond its largest tensor's elements (float32 widening, the output
-# copy, a permuted copy: up to 10 bytes each) and the interpreter.
-CONVERT_RAM_PER_ELEMENT, CONVERT_RAM_BASE = 10, 256 << 20
+# Working memory of a conversion per element of its largest tensor, and the interpreter: an F32 source
+# is widened, copied to F16 and maybe permuted (8 bytes an element; bench/convert.py measured 6), a
+# BF16/F16 one only copied (4; measured 2).
+CONVERT_RAM_PER_ELEMENT, CONVERT_RAM_PER_ELEMENT_16, CONVERT_RAM_BASE = 8, 4, 256 << 20
+
+
+def conversion_ram(largest_tensor: int, f32: bool) -> int:
+    return largest_tensor * (CONVERT_RAM_PER_ELEMENT if f32 else CONVERT_RAM_PER_ELEMENT_16) + CONVERT_RAM_BASE
 # Disk for the converted file and the quantized output beside it (a Q8_0 is 53% of an F16) + margin.
 CONVERT_DISK_FACTOR, CONVERT_DISK_MARGIN = 1.6, 256 << 20
 # Conversion speed, bytes of checkpoint read per second: bench/convert.py measured 430 MB/s for F32
@@ -128,14 +133,14 @@ CONVERT_DISK_FACTOR, CONVERT_DISK_MARGIN = 1.6, 256 << 20
 CONVERT_BYTES_PER_S = 400e6
 
 
-def with_conversion(check: Any, checkpoint_bytes: int, largest_tensor: int) -> Any:
+def with_conversion(check: Any, checkpoint_bytes: int, largest_tensor: int, f32: bool = True) -> Any:
     """A quantize pre-flight that also counts the conversion before it: its time, and its working
     memory when that is the larger (the two never run at once)."""
     import dataclasses
 
     from quantdesk.base.units import fmt_bytes
 
-    ram = largest_tensor * CONVERT_RAM_PER_ELEMENT + CONVERT_RAM_BASE
+    ram = conversion_ram(largest_tensor, f32)
     problems = list(check.problems)
     if ram > check.ram_available:
         problems.append(f"not enough memory to convert the checkpoint: its largest tensor needs about "
@@ -186,13 +191,16 @@ def checkpoint_source(folder: str | Path, cancel: threading.Event | None = None)
     if need_disk > free:
         raise QuantDeskError(f"not enough disk space in {work}: converting {plan.checkpoint.folder.name} and "
                              f"quantizing it needs about {fmt_bytes(need_disk)} but only {fmt_bytes(free)} is free")
-    need_ram = plan.largest_tensor * CONVERT_RAM_PER_ELEMENT + CONVERT_RAM_BASE
+    need_ram = conversion_ram(plan.largest_tensor, plan.f32_source)
     available = psutil.virtual_memory().available
     if need_ram > available:
         raise QuantDeskError(f"not enough memory to convert {plan.checkpoint.folder.name}: its largest tensor needs "
                              f"about {fmt_bytes(need_ram)} but only {fmt_bytes(available)} is available")
-    bf16 = plan.checkpoint.get("torch_dtype") == "bfloat16"
-    output = work / f"{plan.checkpoint.folder.name}-{'BF16' if bf16 else 'F16'}.gguf"
+    bf16 = plan.checkpoint.get("torch_dtype", "dtype") == "bfloat16"
+    import uuid
+
+    output = work / uuid.uuid4().hex[:12] / f"{plan.checkpoint.folder.name}-{'BF16' if bf16 else 'F16'}.gguf"
+    output.parent.mkdir()  # its own folder: two jobs on same-named checkpoints never share a file
     result = None
     for event in convert_steps(plan.checkpoint.folder, output, cancel=cancel):
         if isinstance(event, ConvertProgress):
@@ -258,7 +266,7 @@ def offer_model_info(offer: CheckpointOffer) -> ModelInfo:
             "n_head_kv": int(c.get("num_key_value_heads") or heads), "n_ff": int(c.get("intermediate_size") or 0),
             "n_vocab": int(c.get("vocab_size") or 0), "context_length": int(c.get("max_position_embeddings") or 0),
             "head_dim": c.get("head_dim"), "tie_word_embeddings": c.get("tie_word_embeddings")}
-    f32 = c.get("torch_dtype") in ("float32", None) and offer.weight_bytes > 0
+    f32 = (c.get("torch_dtype") or c.get("dtype")) in ("float32", None) and offer.weight_bytes > 0
     size = offer.weight_bytes // 2 if f32 else offer.weight_bytes  # F32 weights are written as F16
     name = offer.repo.rsplit("/", 1)[-1]
     model = CatalogModel(offer.repo, None, size // 2, arch, None,

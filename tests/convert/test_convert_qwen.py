@@ -61,6 +61,8 @@ def test_a_tokenizer_llama_cpp_would_split_differently_is_refused(tmp_path):
     assert not any(tmp_path.glob("m.gguf*"))
     data["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = PRE_TOKENIZERS["llama-bpe"]
     assert identify_pre_tokenizer(data) == "llama-bpe"
-    data["normalizer"] = {"type": "NFC"}
+    data["normalizer"] = {"type": "NFC"}  # as every published Qwen tokenizer has
+    assert identify_pre_tokenizer(data) == "llama-bpe"
+    data["normalizer"] = {"type": "Lowercase"}
     with pytest.raises(UnknownTokenizer, match="normalizes"):
         identify_pre_tokenizer(data)

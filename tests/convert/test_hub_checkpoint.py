@@ -74,3 +74,40 @@ def test_a_repo_with_neither_gguf_nor_checkpoint_says_so(fake_hub):
     fake_hub.add_repo(REPO, {"README.md": b"# nothing here\n"}, tags=())
     out = run_cli("quantize", REPO, "--type", "Q8_0")
     assert out.returncode == 1 and "neither a full-precision GGUF nor a Hugging Face checkpoint" in out.stderr
+
+
+def test_a_tokenizer_llama_cpp_cannot_take_is_refused_before_any_weight_is_fetched(fake_hub, tmp_path):
+    from tests.support.checkpoint_factory import write_qwen_checkpoint
+
+    folder = tmp_path / "ckpt"
+    write_qwen_checkpoint(folder)
+    data = json.loads((folder / "tokenizer.json").read_text())
+    data["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = r"\s+|\S+"
+    (folder / "tokenizer.json").write_text(json.dumps(data))
+    fake_hub.add_repo(REPO, {p.name: p for p in folder.iterdir() if p.is_file()}, tags=("safetensors",))
+    out = run_cli("quantize", REPO, "--type", "Q8_0")
+    assert out.returncode == 1 and "pre-tokenizer expression matches none" in out.stderr
+    assert not fake_hub.requests_for(REPO, "model.safetensors", method="GET") and _left_behind() == []
+
+
+def test_a_network_failure_keeps_the_verified_shards_and_the_next_try_resumes(fake_hub, tmp_path):
+    _publish(fake_hub, tmp_path)
+    shard1, shard2 = "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"
+    fake_hub.set_fault(REPO, shard2, statuses=[503] * 50, retry_after=0)  # no byte of it arrives
+    out = run_cli("quantize", REPO, "--type", "Q8_0", env={"QUANTDESK_DOWNLOAD_TRIES": "1"})
+    assert out.returncode == 1 and "checksum" not in out.stderr
+    served = fake_hub.bytes_served[(REPO, shard1)]
+    fake_hub.clear_faults()
+    again = run_cli("quantize", REPO, "--type", "Q8_0", "--json")
+    assert again.returncode == 0, again.stderr
+    assert fake_hub.bytes_served[(REPO, shard1)] == served  # the first shard was not fetched again
+    assert _left_behind() == []
+
+
+def test_an_existing_output_is_refused_before_anything_is_fetched_or_converted(fake_hub, tmp_path):
+    _publish(fake_hub, tmp_path)
+    assert run_cli("quantize", REPO, "--type", "Q8_0").returncode == 0
+    fake_hub.clear_requests()
+    out = run_cli("quantize", REPO, "--type", "Q8_0")
+    assert out.returncode == 1 and "already exists" in out.stderr
+    assert not [r for r in fake_hub.requests_for(REPO, method="GET") if (r.filename or "").endswith(".safetensors")]

@@ -205,7 +205,10 @@ def train_bpe_tokenizer(folder: Path, pattern: str, vocab_size: int = 600, seed:
 
     rng = np.random.default_rng(seed)
     lines = [" ".join(rng.choice(CORPUS_WORDS, size=12)) for _ in range(2000)]
+    from tokenizers import normalizers
+
     tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()  # as Qwen's published tokenizers have
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])

@@ -303,6 +303,7 @@ class DiscoverPage(QWidget):
 
     def _planned(self, plan: Plan | CheckpointOffer) -> None:
         if isinstance(plan, CheckpointOffer):  # no GGUF files, but a checkpoint to quantize locally
+            self._then_download = False  # a best-fit click waiting for this plan has nothing to download
             self._checkpoint_offer = plan
             self._set_status("No GGUF files here, but a checkpoint to quantize locally.")
             self.view.notes.setText(esc(plan.summary()) + ". It is fetched and verified file by file, converted to "
