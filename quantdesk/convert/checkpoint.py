@@ -47,17 +47,37 @@ def supported_list() -> str:
     return ", ".join(sorted(set(SUPPORTED)))
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise CheckpointError(f"cannot read {path.name}: {exc.strerror or exc}") from None
+    return parse_json(raw, path.name)
+
+
+def parse_json(raw: bytes, name: str) -> Any:
     try:
         return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise CheckpointError(f"{path.name} is not UTF-8 text; the checkpoint is damaged") from None
+        raise CheckpointError(f"{name} is not UTF-8 text; the checkpoint is damaged") from None
     except ValueError as exc:
-        raise CheckpointError(f"{path.name} is not valid JSON ({exc.args[0] if exc.args else exc})") from None
+        raise CheckpointError(f"{name} is not valid JSON ({exc.args[0] if exc.args else exc})") from None
+
+
+def architecture_of(config: Any, where: str = "") -> str:
+    """The Hugging Face architecture config.json names, when the converter takes it; else a refusal
+    that lists the ones it does (``where``: what the config belongs to, for the message)."""
+    prefix = f"{where}: " if where else ""
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{prefix}config.json does not describe a model (it is not a JSON object)")
+    architectures = config.get("architectures")
+    if not isinstance(architectures, list) or not architectures or not isinstance(architectures[0], str):
+        raise CheckpointError(f"{prefix}config.json names no architecture (\"architectures\" is missing); the "
+                              f"converter needs one of: {supported_list()}")
+    if architectures[0] not in SUPPORTED:
+        raise CheckpointError(f"{prefix}{architectures[0]} checkpoints cannot be converted yet; supported: "
+                              f"{supported_list()}")
+    return architectures[0]
 
 
 def is_checkpoint_folder(path: str | Path) -> bool:
@@ -73,16 +93,8 @@ def open_checkpoint(folder: str | Path) -> Checkpoint:
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise CheckpointError(f"{folder} has no config.json: it is not a Hugging Face checkpoint")
-    config = _read_json(config_path)
-    if not isinstance(config, dict):
-        raise CheckpointError("config.json does not describe a model (it is not a JSON object)")
-    architectures = config.get("architectures")
-    if not isinstance(architectures, list) or not architectures or not isinstance(architectures[0], str):
-        raise CheckpointError("config.json names no architecture (\"architectures\" is missing); the converter "
-                              f"needs one of: {supported_list()}")
-    hf_arch = architectures[0]
-    if hf_arch not in SUPPORTED:
-        raise CheckpointError(f"{hf_arch} checkpoints cannot be converted yet; supported: {supported_list()}")
+    config = read_json(config_path)
+    hf_arch = architecture_of(config)
     shards, weight_map = _shards(folder)
     return Checkpoint(folder, config, hf_arch, SUPPORTED[hf_arch], shards, weight_map)
 
@@ -90,7 +102,7 @@ def open_checkpoint(folder: str | Path) -> Checkpoint:
 def _shards(folder: Path) -> tuple[list[Path], dict[str, Path]]:
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        data = _read_json(index)
+        data = read_json(index)
         mapping = data.get("weight_map") if isinstance(data, dict) else None
         if not isinstance(mapping, dict) or not mapping:
             raise CheckpointError("model.safetensors.index.json has no weight_map")

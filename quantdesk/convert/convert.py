@@ -100,14 +100,11 @@ def plan_conversion(folder: str | Path) -> ConversionPlan:
 def check_before_weights(folder: str | Path) -> None:
     """What can be refused from config.json and the tokenizer alone — before a checkpoint's weights
     are fetched: the architecture, the config's numbers, RoPE scaling, the tokenizer."""
-    from quantdesk.convert.checkpoint import SUPPORTED, _read_json, supported_list
+    from quantdesk.convert.checkpoint import SUPPORTED, architecture_of, read_json
 
     folder = Path(folder)
-    config = _read_json(folder / "config.json")
-    hf_arch = (config.get("architectures") or [None])[0] if isinstance(config, dict) else None
-    if hf_arch not in SUPPORTED:
-        raise CheckpointError(f"{hf_arch or 'a checkpoint of no named architecture'} cannot be converted yet; "
-                              f"supported: {supported_list()}")
+    config = read_json(folder / "config.json")
+    hf_arch = architecture_of(config)
     ck = Checkpoint(folder, config, hf_arch, SUPPORTED[hf_arch], [])
     load_vocabulary(ck)
     _rope_scaling(_hparams(ck))

@@ -9,7 +9,9 @@ through the ``gguf`` package's ``SpecialVocab``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,24 +56,32 @@ class Vocabulary:
         self.special.add_to_gguf(w, quiet=True)
 
 
+@contextlib.contextmanager
+def _quiet_gguf() -> Iterator[None]:
+    """gguf's vocabulary readers log every special token at INFO; only their errors matter here."""
+    log = logging.getLogger("gguf.vocab")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def load_vocabulary(ck: Checkpoint) -> Vocabulary:
     folder = ck.folder
     if not (folder / "tokenizer.model").is_file():
         if (folder / "tokenizer.json").is_file():
             return _bpe_vocabulary(ck)
         raise CheckpointError("the checkpoint has no tokenizer (tokenizer.model or tokenizer.json)")
-    quiet = logging.getLogger("gguf.vocab")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
     try:
-        spm = SentencePieceVocab(folder)
-        special = SpecialVocab(folder, load_merges=False, n_vocab=ck.get("vocab_size"))
+        with _quiet_gguf():
+            spm = SentencePieceVocab(folder)
+            special = SpecialVocab(folder, load_merges=False, n_vocab=ck.get("vocab_size"))
     except UnicodeDecodeError as exc:
         raise CheckpointError(f"a tokenizer file is not UTF-8 text ({exc.reason}); the checkpoint is damaged") from None
     except (ValueError, RuntimeError, OSError) as exc:
         raise CheckpointError(f"the tokenizer cannot be read: {exc}") from None
-    finally:
-        quiet.setLevel(level)
     tokens, scores, types = [], [], []
     for text, score, kind in spm.all_tokens():
         tokens.append(text)
@@ -121,20 +131,16 @@ def _added_tokens(ck: Checkpoint, tokens: list, scores: list[float], types: list
 def _bpe_vocabulary(ck: Checkpoint) -> Vocabulary:
     from quantdesk.convert.bpe import UnknownTokenizer, read_bpe
 
-    quiet = logging.getLogger("gguf.vocab")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
     try:
-        bpe = read_bpe(ck.folder / "tokenizer.json")
-        special = SpecialVocab(ck.folder, load_merges=True, n_vocab=ck.get("vocab_size"))
+        with _quiet_gguf():
+            bpe = read_bpe(ck.folder / "tokenizer.json")
+            special = SpecialVocab(ck.folder, load_merges=True, n_vocab=ck.get("vocab_size"))
     except UnknownTokenizer as exc:
         raise CheckpointError(f"the tokenizer cannot be carried over: {exc}") from None
     except UnicodeDecodeError as exc:
         raise CheckpointError(f"a tokenizer file is not UTF-8 text ({exc.reason}); the checkpoint is damaged") from None
     except (ValueError, KeyError, TypeError, OSError) as exc:
         raise CheckpointError(f"tokenizer.json cannot be read: {exc}") from None
-    finally:
-        quiet.setLevel(level)
     if not special.merges:
         raise CheckpointError("tokenizer.json has no BPE merges; the checkpoint's tokenizer is damaged")
     return Vocabulary(bpe.tokens, [0.0] * len(bpe.tokens), bpe.types, special, "gpt2", bpe.pre)

@@ -72,7 +72,7 @@ def download_checkpoint(repo_id: str, revision: str | None = None, cancel: threa
     ``before_weights(folder with config and tokenizer, weight bytes)`` may refuse (raise) before the
     first weight byte is fetched: the conversion's pre-flight.
     """
-    from quantdesk.convert.checkpoint import SUPPORTED, CheckpointError, open_checkpoint, supported_list
+    from quantdesk.convert.checkpoint import CheckpointError, architecture_of, open_checkpoint, parse_json
 
     files, commit = checkpoint_listing(repo_id, revision)
     if not files:
@@ -96,13 +96,7 @@ def download_checkpoint(repo_id: str, revision: str | None = None, cancel: threa
         by_name = {f.path: f for f in small}
         config = fetch_small_file(repo_id, by_name.pop("config.json"), revision)
         (staging / "config.json").write_bytes(config)
-        try:  # the architecture, before anything large: the config alone says it
-            arch = (json.loads(config.decode("utf-8")).get("architectures") or [None])[0]
-        except (ValueError, UnicodeDecodeError, AttributeError):
-            arch = None
-        if arch not in SUPPORTED:
-            raise CheckpointError(f"{repo_id} is a {arch or 'checkpoint of no named architecture'}; the converter "
-                                  f"supports {supported_list()}")
+        architecture_of(parse_json(config, "config.json"), repo_id)  # before anything large: the config says it
         for f in by_name.values():
             (staging / f.path).write_bytes(fetch_small_file(repo_id, f, revision))
         from quantdesk.convert.convert import check_before_weights
@@ -162,11 +156,7 @@ def _complete_copy(folder: Path, files: list[CheckpointFile], cancel: threading.
             return False
         path = folder / f.path
         if f.sha256 is not None:
-            digest = hashlib.sha256()
-            with path.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
-            if digest.hexdigest() != f.sha256.lower():
+            if not _verified(path, RepoFilePart(f.path, f.size, f.sha256), None):
                 return False
         elif git_blob_id(path.read_bytes()) != f.blob_id:
             return False

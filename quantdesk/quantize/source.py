@@ -230,9 +230,7 @@ class CheckpointOffer:
 def checkpoint_offer(repo_id: str, revision: str | None = None) -> CheckpointOffer | None:
     """The repo's checkpoint when it is one the converter takes (config.json fetched and verified);
     None when the repo has no checkpoint. An unsupported architecture raises, naming the supported."""
-    import json
-
-    from quantdesk.convert.checkpoint import SUPPORTED, CheckpointError, supported_list
+    from quantdesk.convert.checkpoint import architecture_of, parse_json
     from quantdesk.hub.client import list_checkpoint_files
     from quantdesk.library.checkpoint_download import fetch_small_file
 
@@ -240,14 +238,8 @@ def checkpoint_offer(repo_id: str, revision: str | None = None) -> CheckpointOff
     if not files:
         return None
     config_file = next(f for f in files if f.path == "config.json")
-    try:
-        config = json.loads(fetch_small_file(repo_id, config_file, revision).decode("utf-8"))
-        arch = (config.get("architectures") or [None])[0]
-    except (ValueError, UnicodeDecodeError, AttributeError):
-        raise CheckpointError(f"{repo_id}'s config.json cannot be read") from None
-    if arch not in SUPPORTED:
-        raise CheckpointError(f"{repo_id} is a {arch or 'checkpoint of no named architecture'}; the converter "
-                              f"supports {supported_list()}")
+    config = parse_json(fetch_small_file(repo_id, config_file, revision), "config.json")
+    arch = architecture_of(config, repo_id)
     weights = sum(f.size for f in files if f.path.endswith(".safetensors"))
     return CheckpointOffer(repo_id, arch, weights, config)
 

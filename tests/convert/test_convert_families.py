@@ -4,13 +4,12 @@ llama.cpp tokenizes like the checkpoint's tokenizer and computes what the numpy 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from quantdesk.convert.checkpoint import SUPPORTED
 from quantdesk.convert.convert import convert_checkpoint
 from quantdesk.gguf.model_info import load_model_info
-from tests.convert.test_convert_llama import TEXT, run_llama
+from tests.convert.test_convert_llama import TEXT, assert_logits_match, run_llama
 from tests.support.checkpoint_factory import GEMMA2, GEMMA3, PHI3, family_reference_logits, write_spm_checkpoint
 
 
@@ -30,12 +29,7 @@ def test_converted_family_tokenizes_and_computes_like_the_checkpoint(tmp_path, c
     got = run_llama(tmp_path / "m.gguf")
     sp = spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
     assert got["tokens"] == [1] + sp.encode(TEXT)
-    reference = family_reference_logits(cfg, weights, got["tokens"])
-    logits = np.array(got["logits"])
-    for pos in range(len(got["tokens"])):
-        cos = float(logits[pos] @ reference[pos] / np.linalg.norm(logits[pos]) / np.linalg.norm(reference[pos]))
-        assert cos >= 0.999, (pos, cos)
-        assert int(np.argmax(logits[pos])) == int(np.argmax(reference[pos])), pos
+    assert_logits_match(got, family_reference_logits(cfg, weights, got["tokens"]))
     # the added tokens sit at their ids as control tokens, the rest of the padded vocabulary unused
     from gguf import GGUFReader, TokenType
 

@@ -38,8 +38,14 @@ def run_llama(path, text: str = TEXT) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+def assert_logits_match(got: dict, reference: np.ndarray) -> None:
+    """llama.cpp's logits against the reference forward pass at every position: cosine >= 0.999 and
+    the same top token."""
+    logits = np.array(got["logits"])
+    for pos in range(len(got["tokens"])):
+        cos = float(logits[pos] @ reference[pos] / np.linalg.norm(logits[pos]) / np.linalg.norm(reference[pos]))
+        assert cos >= 0.999, (pos, cos)
+        assert int(np.argmax(logits[pos])) == int(np.argmax(reference[pos])), pos
 
 
 @pytest.mark.parametrize("variant", ["f32", "bf16-sharded", "tied", "mistral"])
@@ -64,11 +70,7 @@ def test_converted_llama_tokenizes_and_computes_like_the_checkpoint(tmp_path, va
     assert got["tokens"] == [1] + sp.encode(TEXT)  # BOS, then the checkpoint tokenizer's own pieces
     assert got["bos"] == 1 and got["eos"] == 2 and got["template"] == CHAT_TEMPLATE
 
-    reference = reference_logits(cfg, weights, got["tokens"])
-    logits = np.array(got["logits"])
-    for pos in range(len(got["tokens"])):
-        assert _cosine(logits[pos], reference[pos]) >= 0.999, pos
-        assert int(np.argmax(logits[pos])) == int(np.argmax(reference[pos])), pos
+    assert_logits_match(got, reference_logits(cfg, weights, got["tokens"]))
 
 
 def test_llama3_rope_scaling_is_carried_as_llama_cpp_expects(tmp_path):

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from quantdesk.convert.bpe import PRE_TOKENIZERS, UnknownTokenizer, identify_pre_tokenizer
 from quantdesk.convert.checkpoint import CheckpointError
 from quantdesk.convert.convert import convert_checkpoint
 from quantdesk.gguf.model_info import load_model_info
-from tests.convert.test_convert_llama import run_llama
+from tests.convert.test_convert_llama import assert_logits_match, run_llama
 from tests.support.checkpoint_factory import QWEN_CHAT_TEMPLATE, reference_logits, write_qwen_checkpoint
 
 # digits one by one, contractions, newlines, runs of spaces and non-Latin letters: where the split
@@ -39,12 +38,7 @@ def test_converted_qwen_tokenizes_and_computes_like_the_checkpoint(tmp_path, mod
     assert got["tokens"] == expected  # no BOS: Qwen adds none
     assert got["eos"] == cfg["vocab_size"] - 1 and got["template"] == QWEN_CHAT_TEMPLATE
 
-    reference = reference_logits(cfg, weights, got["tokens"])
-    logits = np.array(got["logits"])
-    for pos in range(len(got["tokens"])):
-        cos = float(logits[pos] @ reference[pos] / np.linalg.norm(logits[pos]) / np.linalg.norm(reference[pos]))
-        assert cos >= 0.999, (pos, cos)
-        assert int(np.argmax(logits[pos])) == int(np.argmax(reference[pos])), pos
+    assert_logits_match(got, reference_logits(cfg, weights, got["tokens"]))
 
 
 def test_a_tokenizer_llama_cpp_would_split_differently_is_refused(tmp_path):
